@@ -1,0 +1,1 @@
+"""The WebSocket and HTTP edge: protocol, factory, registry, router, site."""

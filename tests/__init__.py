@@ -1,0 +1,1 @@
+"""chatd's trial test suite."""
