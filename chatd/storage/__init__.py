@@ -1,0 +1,1 @@
+"""Persistence: the store, its two database backends and the message writer."""
