@@ -5,7 +5,8 @@ their last one; a second device changes nothing. Friends get a ``presence``
 event at each change. The online list is sent whole once, at login, capped
 in size; after that each client gets at most one ``online_users_changed``
 per interval with what changed in it, so a login storm costs each client
-O(changes), not the whole list every time.
+O(changes), not the whole list every time. A user is never both in
+``added`` and in ``removed`` of one event.
 """
 
 from collections.abc import Iterable
@@ -74,9 +75,10 @@ class PresenceService:
         """Record the end of a user's last session, and tell their friends."""
         self._tell_friends(user_id, False)
         self._profiles.pop(user_id, None)
-        friends = self._friends.pop(user_id, set())
-        if self._added.pop(user_id, None) is None:
-            self._removed[user_id] = friends
+        # Record the removal even when the arrival was never sent: clients
+        # that logged in meanwhile have the user in their snapshot.
+        self._added.pop(user_id, None)
+        self._removed[user_id] = self._friends.pop(user_id, set())
 
     def _tell_friends(self, user_id: int, online: bool) -> None:
         friends = self._friends.get(user_id, ())

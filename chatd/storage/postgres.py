@@ -92,9 +92,10 @@ class PostgresDatabase:
         pool = _Pool(self._reactor, self._dsn, min=self._pool_size)
         try:
             await pool.start()
-        except psycopg2.Error as error:
+        except defer.FirstError as error:
             pool.close()
-            raise DatabaseUnavailable(str(error).strip()) from None
+            reason = error.subFailure.getErrorMessage().strip()
+            raise DatabaseUnavailable(reason.splitlines()[0]) from None
         self._pool = pool
         self._log.info(
             "PostgreSQL store connected with {size} connections", size=self._pool_size
