@@ -48,6 +48,10 @@ class Database(Protocol):
     async def run(self, name: str, script: ScriptFactory, *args: Any) -> Any:
         """Run ``script(*args)`` in one transaction and return its result."""
 
+    async def run_one(self, name: str, statement: Statement) -> Rows:
+        """Run a single statement atomically, in as few round trips as the
+        backend allows, and return its rows."""
+
     async def close(self) -> None:
         """Release every connection."""
 

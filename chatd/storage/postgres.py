@@ -14,7 +14,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import reconnection, txpostgres
 
-from chatd.storage.database import DatabaseUnavailable, Rows, ScriptFactory
+from chatd.storage.database import (
+    DatabaseUnavailable,
+    Rows,
+    ScriptFactory,
+    Statement,
+)
 
 _UNAVAILABLE = (
     psycopg2.OperationalError,
@@ -106,6 +111,19 @@ class PostgresDatabase:
         if self._pool is None:
             raise DatabaseUnavailable("the store is not started")
         deferred = self._pool.runInteraction(self._interaction, script, args)
+        if self._timeout > 0:
+            deferred.addTimeout(self._timeout, self._reactor)
+        try:
+            return await deferred
+        except _UNAVAILABLE as error:
+            raise DatabaseUnavailable(f"{name}: {error}".strip()) from None
+
+    async def run_one(self, name: str, statement: Statement) -> Rows:
+        """Run one statement on its own (atomic, one round trip) and return
+        its rows."""
+        if self._pool is None:
+            raise DatabaseUnavailable("the store is not started")
+        deferred = self._pool.runQuery(_to_pyformat(statement.sql), statement.params)
         if self._timeout > 0:
             deferred.addTimeout(self._timeout, self._reactor)
         try:

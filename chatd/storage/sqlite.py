@@ -56,6 +56,10 @@ class SqliteDatabase:
         """Run ``script(*args)`` as one transaction in the database thread."""
         return await self._pool.runInteraction(self._transaction, script, args)
 
+    async def run_one(self, name: str, statement: Statement) -> Rows:
+        """Run one statement as its own transaction and return its rows."""
+        return await self.run(name, _single, statement)
+
     @staticmethod
     def _transaction(transaction: adbapi.Transaction, script, args) -> Any:
         """Drive the script between BEGIN and adbapi's COMMIT or ROLLBACK."""
@@ -72,3 +76,9 @@ class SqliteDatabase:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def _single(statement: Statement):
+    """A transaction script of one statement."""
+    rows = yield statement
+    return rows

@@ -608,7 +608,93 @@ class Store:
         only from a member, checked in the same transaction; a message whose
         ``client_msg_id`` its sender used before is not stored again.
         """
+        if self.dialect == "postgres":
+            return await self._write_messages_in_one_statement(batch)
         return await self._db.run("write_messages", self._write_messages, batch)
+
+    async def _write_messages_in_one_statement(
+        self, batch: list[NewMessage]
+    ) -> list[WriteResult]:
+        """The PostgreSQL write: checks, inserts and reads back in a single
+        statement, so a batch costs one round trip and one commit."""
+        first_of: dict[tuple[int, str], int] = {}
+        fresh: list[int] = []
+        repeats: dict[int, int] = {}
+        for index, message in enumerate(batch):
+            key = (message.sender_id, message.client_msg_id)
+            if message.client_msg_id is not None and key in first_of:
+                repeats[index] = first_of[key]
+                continue
+            if message.client_msg_id is not None:
+                first_of[key] = index
+            fresh.append(index)
+
+        params: list[Any] = []
+        for index in fresh:
+            m = batch[index]
+            params += [
+                index,
+                _conversation_of(m),
+                m.sender_id,
+                m.to_user_id,
+                m.group_id,
+                m.content,
+                m.sent_at,
+                m.client_msg_id,
+            ]
+        rows = await self._db.run_one(
+            "write_messages", Statement(_pg_write_sql(len(fresh)), params)
+        )
+
+        results: list[WriteResult | None] = [None] * len(batch)
+        members: dict[int, list[int]] = {}
+        for row in rows:
+            if row[9] is not None:
+                members[batch[row[0]].group_id] = row[9]
+        for row in rows:
+            index, allowed, inserted_id = row[0], row[1], row[2]
+            m = batch[index]
+            if not allowed:
+                results[index] = WriteResult(
+                    "not_friends" if m.to_user_id else "not_member"
+                )
+                continue
+            if m.group_id:
+                recipients = tuple(u for u in members[m.group_id] if u != m.sender_id)
+            else:
+                recipients = (m.to_user_id,)
+            if inserted_id is not None:
+                record = MessageRecord(
+                    inserted_id,
+                    m.sender_id,
+                    row[7],
+                    row[8],
+                    m.to_user_id,
+                    m.group_id,
+                    m.content,
+                    m.sent_at,
+                    m.client_msg_id,
+                )
+                results[index] = WriteResult("created", record, recipients)
+            else:
+                record = MessageRecord(
+                    row[3],
+                    m.sender_id,
+                    row[7],
+                    row[8],
+                    m.to_user_id,
+                    m.group_id,
+                    row[4],
+                    row[5],
+                    m.client_msg_id,
+                )
+                results[index] = WriteResult("duplicate", record, recipients)
+        for index, first in repeats.items():
+            earlier = results[first]
+            if earlier.outcome in ("created", "duplicate"):
+                earlier = WriteResult("duplicate", earlier.message, earlier.recipients)
+            results[index] = earlier
+        return results
 
     @staticmethod
     def _write_messages(batch: list[NewMessage]) -> Script:
@@ -749,6 +835,66 @@ class Store:
     def _last_message_id() -> Script:
         rows = yield Statement("SELECT COALESCE(MAX(id), 0) FROM messages")
         return rows[0][0]
+
+
+_PG_WRITE = """
+WITH input (idx, conversation, sender_id, to_user_id, group_id, content, sent_at,
+            client_msg_id) AS (
+    VALUES {rows}
+),
+allowed AS (
+    SELECT i.* FROM input i
+    WHERE (i.to_user_id IS NOT NULL AND EXISTS (
+               SELECT 1 FROM friendships f
+               WHERE f.user_id = i.sender_id AND f.friend_id = i.to_user_id))
+       OR (i.group_id IS NOT NULL AND EXISTS (
+               SELECT 1 FROM group_members gm
+               WHERE gm.group_id = i.group_id AND gm.user_id = i.sender_id))
+),
+numbered AS (
+    SELECT s.idx, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+    FROM (SELECT idx FROM allowed ORDER BY idx) AS s
+),
+inserted AS (
+    INSERT INTO messages (id, conversation, sender_id, to_user_id, group_id,
+                          content, sent_at, client_msg_id)
+    SELECT n.id, a.conversation, a.sender_id, a.to_user_id, a.group_id,
+           a.content, a.sent_at, a.client_msg_id
+    FROM allowed a JOIN numbered n ON n.idx = a.idx
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING id
+)
+SELECT i.idx, a.idx IS NOT NULL, ins.id, old.id, old.content, old.sent_at,
+       NULL, u.username, u.nickname,
+       CASE WHEN i.group_id IS NOT NULL AND i.idx = (
+                SELECT MIN(i2.idx) FROM input i2 WHERE i2.group_id = i.group_id)
+            THEN ARRAY(SELECT gm.user_id FROM group_members gm
+                       WHERE gm.group_id = i.group_id ORDER BY gm.user_id)
+       END
+FROM input i
+LEFT JOIN users u ON u.id = i.sender_id
+LEFT JOIN allowed a ON a.idx = i.idx
+LEFT JOIN numbered n ON n.idx = i.idx
+LEFT JOIN inserted ins ON ins.id = n.id
+LEFT JOIN messages old
+       ON ins.id IS NULL AND a.idx IS NOT NULL
+      AND old.sender_id = i.sender_id AND old.client_msg_id = i.client_msg_id
+ORDER BY i.idx
+"""
+_PG_WRITE_ROW = (
+    "(?::int, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::text, ?::bigint, ?::text)"
+)
+
+
+def _pg_write_sql(count: int) -> str:
+    """The one-statement PostgreSQL write for ``count`` messages.
+
+    Ids are drawn in input order from a sorted subquery, so a sender's
+    messages in one batch keep the order they were sent in; the rows of
+    this statement's own INSERT are not visible to its SELECT, so ``old``
+    finds only messages stored before (retries).
+    """
+    return _PG_WRITE.format(rows=", ".join([_PG_WRITE_ROW] * count))
 
 
 def _with_status(request: FriendRequestRecord, status: str) -> FriendRequestRecord:

@@ -213,6 +213,31 @@ class StoreTestsMixin:
         )
         self.assertEqual(len(history), 3)
 
+    async def test_batch_ids_follow_input_order(self):
+        """Within one batch ids increase in the order messages came, across
+        senders and conversations, with refused ones skipped."""
+        alice, bob, carol = await self.make_users("alice", "bob", "carol")
+        await self.make_friends(alice, bob)
+        group = await self.store.create_group("g", alice.id, [bob.id], NOW)
+        batch = []
+        for n in range(60):
+            batch.append(
+                [
+                    self.private(alice, bob, f"a{n}"),
+                    self.private(bob, alice, f"b{n}", client_msg_id=f"b{n}"),
+                    self.grouped(bob, group, f"g{n}"),
+                    self.private(carol, bob, "refused"),
+                ][n % 4]
+            )
+        results = await self.store.write_messages(batch)
+        ids = [r.message.id for r in results if r.outcome == "created"]
+        self.assertEqual(len(ids), 45)
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertEqual(
+            [r.message.content for r in results if r.outcome == "created"],
+            [m.content for m in batch if m.content != "refused"],
+        )
+
     async def test_history_pages(self):
         """History reads newest first below before_id, in pages."""
         alice, bob = await self.make_users("alice", "bob")
