@@ -44,6 +44,7 @@ class DatabaseConfig:
     dsn: str = "dbname=chatd host=127.0.0.1 user=postgres"
     pool_size: int = _option(4, minimum=1)
     timeout: float = _option(10.0, minimum=0)
+    reconnect_max_delay: float = _option(5.0, minimum=0.1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ class SecurityConfig:
     max_group_members: int = _option(500, minimum=2)
     rate_limit: float = _option(20.0, minimum=0)
     rate_burst: int = _option(40, minimum=1)
+    bcrypt_queue: int = _option(64, minimum=0)
+    login_failures_allowed: int = _option(5, minimum=1)
+    login_delay: float = _option(1.0, minimum=0.001)
+    login_delay_max: float = _option(60.0, minimum=0.001)
+    login_failure_window: float = _option(900.0, minimum=1)
 
 
 @dataclass(frozen=True)

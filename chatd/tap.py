@@ -7,6 +7,7 @@ process with a non-zero status.
 """
 
 import os
+import signal
 import sys
 
 from autobahn.websocket import USES_NVX
@@ -58,7 +59,11 @@ def open_store(config: Config, reactor) -> Store:
     database = config.database
     if database.backend == "postgres":
         backend = PostgresDatabase(
-            database.dsn, database.pool_size, database.timeout, reactor
+            database.dsn,
+            database.pool_size,
+            database.timeout,
+            reactor,
+            reconnect_max_delay=database.reconnect_max_delay,
         )
     else:
         backend = SqliteDatabase(database.path)
@@ -105,7 +110,10 @@ class ChatService(service.Service):
 
         security = config.security
         self._hasher = PasswordHasher(
-            self.reactor, security.bcrypt_cost, security.bcrypt_threads
+            self.reactor,
+            security.bcrypt_cost,
+            security.bcrypt_threads,
+            security.bcrypt_queue,
         )
         self._hasher.start()
 
@@ -166,13 +174,24 @@ class ChatService(service.Service):
         if self.store is not None:
             await self.store.close()
         self._log.info("chatd stopped")
+        # twistd re-raises the SIGTERM that stopped the reactor, so that the
+        # process dies of it; a shutdown that got here was orderly: exit 0.
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None
 
     async def _close_connections(self, connections: set) -> None:
-        """Close every connection with 1001 and wait, up to the configured
-        shutdown timeout, for their closing handshakes."""
+        """Let in-flight requests finish (the rest are answered unavailable),
+        then close every connection with 1001 and wait for the closing
+        handshakes; all of it within the configured shutdown timeout."""
+        deadline = self.reactor.seconds() + self.config.server.shutdown_timeout
+        for connection in list(connections):
+            connection.begin_shutdown()
+        while any(c.busy for c in connections) and self.reactor.seconds() < deadline:
+            await task.deferLater(self.reactor, 0.02, lambda: None)
+
+        # FIXME: a request still running at the deadline gets no reply.
         for connection in list(connections):
             connection.close_with(CLOSE_GOING_AWAY, "the server is shutting down")
-        deadline = self.reactor.seconds() + self.config.server.shutdown_timeout
         while connections and self.reactor.seconds() < deadline:
             await task.deferLater(self.reactor, 0.05, lambda: None)
         for connection in list(connections):

@@ -227,7 +227,11 @@ def echo_of(payload: bytes) -> tuple[Any, str | None]:
         request_id = None
     elif isinstance(request_id, int) and abs(request_id) > _MAX_INT:
         request_id = None
-    action = envelope.action if envelope.action in ACTIONS else None
+    # The action may be any JSON value, a list or an object included: only
+    # a string can be looked up (an unhashable one raised TypeError).
+    action = envelope.action
+    if not isinstance(action, str) or action not in ACTIONS:
+        action = None
     return request_id, action
 
 

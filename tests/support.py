@@ -66,7 +66,8 @@ def test_config(testcase: unittest.TestCase, backend: str, **sections) -> Config
         auth_timeout=0.0,
     )
     server.update(sections.pop("server", {}))
-    security = dict(bcrypt_cost=4)
+    # No rate limit unless a test asks for one: tests send fast on purpose.
+    security = dict(bcrypt_cost=4, rate_limit=0.0)
     security.update(sections.pop("security", {}))
     database = dict(backend=backend)
     if backend == "postgres":

@@ -4,6 +4,7 @@ shared objects every connection reaches through ``self.factory``."""
 from autobahn.twisted.websocket import WebSocketServerFactory
 
 from chatd.config import Config
+from chatd.server.origins import OriginPolicy
 from chatd.server.protocol import ChatServerProtocol
 
 
@@ -43,6 +44,9 @@ class ChatServerFactory(WebSocketServerFactory):
             # broke the protocol (bad UTF-8, oversized frame).
             failByDrop=False,
         )
-        if server.allowed_origins:
-            options["allowedOrigins"] = list(server.allowed_origins)
+        # Origin is checked by chatd (chatd.server.origins) in onConnect, so
+        # Autobahn's own check must let every origin, "null" too, through.
+        options["allowNullOrigin"] = True
         self.setProtocolOptions(**options)
+        #: Which browser origins may connect ([server] allowed_origins).
+        self.origins = OriginPolicy(server.allowed_origins)

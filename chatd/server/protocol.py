@@ -19,12 +19,14 @@ from collections import deque
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd import wire
 from chatd.errors import ChatError, ErrorCode
+from chatd.server.flow import pending_bytes
+from chatd.server.ratelimit import TokenBucket
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
@@ -34,6 +36,17 @@ CLOSE_PASSWORD_CHANGED = 4002
 
 #: How many unanswered requests one connection may queue.
 MAX_QUEUED_REQUESTS = 256
+#: How many refusals may wait behind them before the connection is closed.
+MAX_QUEUED_REFUSALS = 1024
+
+
+class _Refusal:
+    """A ready-made error reply waiting for its turn in the queue."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: bytes):
+        self.reply = reply
 
 
 class ChatServerProtocol(WebSocketServerProtocol):
@@ -47,24 +60,43 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.token: str | None = None
         self.peer_address = "?"
         self.backlog: Any = None
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | _Refusal] = deque()
+        self._queued_requests = 0
         self._busy = False
         self._held: list[tuple[bytes, Any]] | None = None
         self._after_reply: list[bytes] = []
         self._auth_timer = None
+        self._bucket: TokenBucket | None = None
         self._open = False
         self._opened = False
+        self._stopping = False
 
     def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
-        """Remember who is connecting; accept every handshake Autobahn
-        accepted (Origin is checked by the factory's options)."""
+        """Remember who is connecting; refuse a browser Origin that is not
+        on the allow-list with HTTP 403.
+
+        Raises:
+            ConnectionDeny: 403 for an Origin the factory does not allow.
+        """
         self.peer_address = request.peer
+        if not self.factory.origins.allows(request.origin):
+            self._log.info(
+                "Refusing {peer}: origin {origin!r} not allowed",
+                peer=self.peer_address,
+                origin=request.origin[:200],
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
 
     def onOpen(self) -> None:  # noqa: N802
         """Start the authentication timer."""
         self._open = self._opened = True
         self.factory.connections.add(self)
         self._log.info("Connection opened from {peer}", peer=self.peer_address)
+        security = self.factory.config.security
+        if security.rate_limit > 0:
+            self._bucket = TokenBucket(
+                security.rate_limit, security.rate_burst, self.factory.reactor
+            )
         timeout = self.factory.config.server.auth_timeout
         if timeout > 0:
             self._auth_timer = self.factory.reactor.callLater(
@@ -88,42 +120,69 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
         """Queue a request; Autobahn ignores what this returns."""
+        # Every frame costs a token, even one that is refused unread, so a
+        # flood of junk is throttled like a flood of requests.
+        if self._bucket is not None and not self._bucket.take():
+            message = "too many requests; slow down"
+            self._refuse(payload, ChatError(ErrorCode.RATE_LIMITED, message))
+            return
         if isBinary:
-            error = ChatError(
-                ErrorCode.BAD_JSON, "binary frames are not accepted; send text"
-            )
-            self.sendMessage(wire.reply_error(None, None, error))
+            message = "binary frames are not accepted; send JSON in text frames"
+            self._refuse(b"", ChatError(ErrorCode.BAD_JSON, message))
             return
         limit = self.factory.config.security.max_frame_bytes
         if len(payload) > limit:
             message = f"frames are limited to {limit} bytes"
             self._refuse(payload, ChatError(ErrorCode.TOO_LARGE, message))
             return
-        if len(self._queue) >= MAX_QUEUED_REQUESTS:
+        if self._queued_requests >= MAX_QUEUED_REQUESTS:
             message = "too many requests in flight"
             self._refuse(payload, ChatError(ErrorCode.RATE_LIMITED, message))
             return
 
-        self._queue.append(payload)
+        self._queued_requests += 1
+        self._enqueue(payload)
+
+    def _refuse(self, payload: bytes, error: ChatError) -> None:
+        """Answer a frame that will not be handled, echoing what we can, in
+        its turn among the replies."""
+        request_id, action = wire.echo_of(payload)
+        reply = _Refusal(wire.reply_error(request_id, action, error))
+        if len(self._queue) - self._queued_requests >= MAX_QUEUED_REFUSALS:
+            self._log.warn(
+                "Closing {peer}: it keeps sending while far behind",
+                peer=self.peer_address,
+            )
+            self.close_with(CLOSE_POLICY_VIOLATION, "too many requests")
+            return
+        self._enqueue(reply)
+
+    def _enqueue(self, entry: "bytes | _Refusal") -> None:
+        self._queue.append(entry)
         if not self._busy:
             self._busy = True
             Deferred.fromCoroutine(self._drain()).addErrback(self._crashed)
-
-    def _refuse(self, payload: bytes, error: ChatError) -> None:
-        """Answer a frame that will not be handled, echoing what we can."""
-        request_id, action = wire.echo_of(payload)
-        self.sendMessage(wire.reply_error(request_id, action, error))
 
     async def _drain(self) -> None:
         """Handle queued requests one at a time until none is left."""
         try:
             while self._queue and self._open:
-                await self._handle(self._queue.popleft())
+                entry = self._queue.popleft()
+                if isinstance(entry, _Refusal):
+                    self.sendMessage(entry.reply)
+                    continue
+                self._queued_requests -= 1
+                await self._handle(entry)
         finally:
             self._busy = False
 
     async def _handle(self, payload: bytes) -> None:
         """Answer one request, then send what it and others pushed meanwhile."""
+        if self._stopping:
+            request_id, action = wire.echo_of(payload)
+            error = ChatError(ErrorCode.UNAVAILABLE, "the server is shutting down")
+            self.sendMessage(wire.reply_error(request_id, action, error))
+            return
         self._held = []
         try:
             reply = await self.factory.router.handle(self, payload)
@@ -151,7 +210,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def push(self, payload: bytes, prepared: Any = None) -> None:
         """Send an event now, or after the reply being built."""
-        if not self._open:
+        # A client whose close frame is in but whose onClose has not run yet
+        # is still registered; Autobahn raises Disconnected on any send then,
+        # which would stop the delivery to every session after this one.
+        if not self._open or self.state != self.STATE_OPEN:
             return
         if self._held is not None:
             self._held.append((payload, prepared))
@@ -164,12 +226,74 @@ class ChatServerProtocol(WebSocketServerProtocol):
         else:
             self.sendMessage(payload)
 
+    def sendMessage(self, payload: bytes, isBinary: bool = False, **kwargs) -> None:  # noqa: N802
+        """Send a frame unless the client has stopped reading (see
+        ``_overflowing``)."""
+        if self._overflowing():
+            return
+        # Autobahn applies maxMessagePayloadSize, meant for what clients
+        # send, to what we send too; a backlog batch may well be bigger.
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
+            super().sendMessage(payload, isBinary, **kwargs)
+        finally:
+            self.maxMessagePayloadSize = limit
+
+    def sendPreparedMessage(self, preparedMsg) -> None:  # noqa: N802
+        """Send a prepared frame unless the client has stopped reading."""
+        if not self._overflowing():
+            super().sendPreparedMessage(preparedMsg)
+
+    def _overflowing(self) -> bool:
+        """Close the connection with 1008 when more than the configured
+        bytes already wait unsent for it, and answer whether it is past that.
+
+        The check comes before a frame is written, so what one connection
+        holds in memory stays under the cap plus one frame, and a single
+        large frame (a backlog batch) still goes out to a client that reads.
+        """
+        if not self._open:
+            return False
+        limit = self.factory.config.server.max_buffered_bytes
+        if limit <= 0:
+            return False
+        # FIXME: bytes written earlier in this reactor turn count as waiting too,
+        # so a burst bigger than the cap to a fast reader closes it as well.
+        waiting = pending_bytes(self.transport)
+        if waiting <= limit:
+            return False
+
+        self._log.warn(
+            "Closing {peer}: {waiting} bytes wait unsent (limit {limit}); "
+            "it stopped reading",
+            peer=self.peer_address,
+            waiting=waiting,
+            limit=limit,
+        )
+        self.close_with(CLOSE_POLICY_VIOLATION, "you stopped reading: send buffer full")
+        # The close frame waits behind everything the client did not read;
+        # without a close handshake timeout nothing would ever free that.
+        if self.factory.config.server.close_handshake_timeout <= 0:
+            self.dropConnection(abort=True)
+        return True
+
+    def begin_shutdown(self) -> None:
+        """Answer the requests that have not started yet with unavailable;
+        the one being handled, if any, still gets its real reply."""
+        self._stopping = True
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request of this connection is being handled."""
+        return self._busy
+
     def close_with(self, code: int, reason: str) -> None:
         """Close the connection with a code and a reason for the client."""
         if not self._open:
             return
         self._open = False
         self._queue.clear()
+        self._queued_requests = 0
         if code == 1000 or 3000 <= code <= 4999:
             self.sendClose(code, reason)
         else:

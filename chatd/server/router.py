@@ -145,7 +145,7 @@ class Router:
         self._require_anonymous(connection)
         try:
             user, token = await self._services.auth.login(
-                request.username, request.password
+                request.username, request.password, connection.peer_address
             )
         except ChatError:
             self._log.info("Failed login from {peer}", peer=connection.peer_address)

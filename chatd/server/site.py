@@ -7,6 +7,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from chatd import __version__, wire
+from chatd.server.handshake import deadline_channel
 
 _INDEX = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>chatd</title></head>
@@ -66,11 +67,16 @@ class HealthResource(Resource):
 
 
 def make_site(factory, store, registry) -> Site:
-    """Build the web site that serves chatd."""
+    """Build the web site that serves chatd. A connection must open its
+    WebSocket within open_handshake_timeout (chatd.server.handshake)."""
     root = Resource()
     root.putChild(b"", IndexResource())
     root.putChild(b"ws", WebSocketResource(factory))
     root.putChild(b"healthz", HealthResource(store, registry))
-    site = Site(root)
+    site = Site(root, reactor=factory.reactor)
     site.displayTracebacks = False
+    timeout = factory.config.server.open_handshake_timeout
+    if timeout > 0:
+        # HTTP/1.1 only: chatd serves WebSocket, which HTTP/2 cannot carry.
+        site.protocol = deadline_channel(timeout)
     return site

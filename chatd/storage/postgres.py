@@ -12,7 +12,8 @@ import psycopg2
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from txpostgres import reconnection, txpostgres
+from twisted.python.failure import Failure
+from txpostgres import reconnection, retrying, txpostgres
 
 from chatd.storage.database import (
     DatabaseUnavailable,
@@ -40,35 +41,122 @@ def _to_pyformat(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006
 
 
 class _Detector(reconnection.DeadConnectionDetector):
-    """Reconnect forever, and log when the connection is lost and regained."""
+    """Reconnect forever with capped backoff, log when the connection is
+    lost and regained, and stop retrying when the pool closes.
+
+    Args:
+        reactor: The reactor the retries wait on.
+        max_delay: The most seconds between two reconnection attempts.
+    """
 
     _log = Logger()
 
+    def __init__(self, reactor: Any, max_delay: float):
+        super().__init__(reactor=reactor)
+        self._max_delay = max_delay
+        self._retrying: defer.Deferred | None = None
+
     def startReconnecting(self, failure):  # noqa: N802 (txpostgres hook)
-        """Log the loss once, then let txpostgres retry with backoff."""
+        """Log the loss once, then retry with backoff until it works."""
         self._log.warn(
             "PostgreSQL connection lost ({error}); reconnecting",
-            error=failure.getErrorMessage(),
+            error=failure.getErrorMessage().strip(),
         )
-        return super().startReconnecting(failure)
+        call = retrying.RetryingCall(self.reconnect)
+        call.reactor = self.reactor
+        backoff = retrying.simpleBackoffIterator(
+            initialDelay=min(0.5, self._max_delay),
+            maxDelay=self._max_delay,
+            factor=1.7,
+            maxRetries=0,
+            now=True,
+        )
+        self._retrying = call.start(backoff)
+        self._retrying.addCallback(lambda _: self.connectionRecovered())
+        self._retrying.addErrback(self._gave_up)
+
+    def _gave_up(self, failure) -> None:
+        self._retrying = None
+        if not failure.check(defer.CancelledError):
+            self._log.failure("PostgreSQL reconnection failed", failure)
 
     def connectionRecovered(self):  # noqa: N802 (txpostgres hook)
         """Log the recovery."""
+        self._retrying = None
         self._log.info("PostgreSQL connection recovered")
         return super().connectionRecovered()
 
+    def stop(self) -> None:
+        """Stop reconnecting (the pool is closing)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+
+
+class _Connection(txpostgres.Connection):
+    """A pooled connection that takes the server's going away quietly."""
+
+    def doRead(self):  # noqa: N802 (IReadDescriptor)
+        """txpostgres's ``doRead``, but when the server closed an idle
+        connection the loss goes to the detector instead of raising into the
+        reactor, and a connection whose socket is already gone (a failed
+        reconnection attempt) is not watched again."""
+        try:
+            txpostgres._PollingMixin.doRead(self)
+        except psycopg2.Error as error:
+            self.connectionLost(Failure(error))
+            return
+        self.checkForNotifies()
+        if not self._connection.closed and self._connection.fileno() >= 0:
+            self.reactor.addReader(self)
+
 
 class _Pool(txpostgres.ConnectionPool):
-    """A txpostgres pool on a given reactor whose connections reconnect."""
+    """A txpostgres pool on a given reactor whose connections reconnect,
+    and which hands out a live connection whenever it has one."""
 
-    def __init__(self, reactor: Any, *args: Any, **kwargs: Any):
+    def __init__(self, reactor: Any, reconnect_max_delay: float, *args, **kwargs):
         self.reactor = reactor
+        self._reconnect_max_delay = reconnect_max_delay
         super().__init__(None, *args, **kwargs)
 
     def connectionFactory(self, reactor, cooperator):  # noqa: N802 (txpostgres hook)
         """Make a pooled connection with a dead-connection detector."""
-        detector = _Detector(reactor=reactor)
-        return txpostgres.Connection(reactor, cooperator, detector=detector)
+        detector = _Detector(reactor, self._reconnect_max_delay)
+        return _Connection(reactor, cooperator, detector=detector)
+
+    def _take(self) -> txpostgres.Connection:
+        """Take a connection out of the pool, preferring one that is not
+        known to be dead, so that one dead connection does not fail
+        requests while another one works."""
+        for connection in self.connections:
+            if not connection.detector.connectionIsDead:
+                self.connections.remove(connection)
+                return connection
+        return self.connections.pop()
+
+    def _runInteraction(self, interaction, *args, **kwargs):  # noqa: N802
+        """Like txpostgres's, on a live connection when there is one."""
+        connection = self._take()
+        deferred = connection.runInteraction(interaction, *args, **kwargs)
+        return deferred.addBoth(self._putBackAndPassthrough, connection)
+
+    def _runQuery(self, *args, **kwargs):  # noqa: N802
+        """Like txpostgres's, on a live connection when there is one."""
+        connection = self._take()
+        deferred = connection.runQuery(*args, **kwargs)
+        return deferred.addBoth(self._putBackAndPassthrough, connection)
+
+    def _runOperation(self, *args, **kwargs):  # noqa: N802
+        """Like txpostgres's, on a live connection when there is one."""
+        connection = self._take()
+        deferred = connection.runOperation(*args, **kwargs)
+        return deferred.addBoth(self._putBackAndPassthrough, connection)
+
+    def close(self):
+        """Stop every reconnection in progress, then close."""
+        for connection in self.connections:
+            connection.detector.stop()
+        return super().close()
 
 
 class PostgresDatabase:
@@ -80,13 +168,23 @@ class PostgresDatabase:
         timeout: Seconds a transaction may take before it fails as
             unavailable.
         reactor: The reactor to run on.
+        reconnect_max_delay: The most seconds between two attempts to
+            reconnect while the server is away.
     """
 
     _log = Logger()
     dialect = "postgres"
 
-    def __init__(self, dsn: str, pool_size: int, timeout: float, reactor: Any):
+    def __init__(
+        self,
+        dsn: str,
+        pool_size: int,
+        timeout: float,
+        reactor: Any,
+        reconnect_max_delay: float = 5.0,
+    ):
         self._dsn = dsn
+        self._reconnect_max_delay = reconnect_max_delay
         self._pool_size = pool_size
         self._timeout = timeout
         self._reactor: IReactorTime = reactor
@@ -94,7 +192,9 @@ class PostgresDatabase:
 
     async def start(self) -> None:
         """Open every connection of the pool."""
-        pool = _Pool(self._reactor, self._dsn, min=self._pool_size)
+        pool = _Pool(
+            self._reactor, self._reconnect_max_delay, self._dsn, min=self._pool_size
+        )
         try:
             await pool.start()
         except defer.FirstError as error:

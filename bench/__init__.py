@@ -1,0 +1,1 @@
+"""Benchmarks for chatd: reference servers, a load generator and scenarios."""

@@ -1,0 +1,1 @@
+"""The load generator: a lean WebSocket client, worker processes, metering."""
