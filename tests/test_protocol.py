@@ -127,6 +127,36 @@ class ConversationTestsMixin:
         await bob.sync()
         self.assertEqual(bob.pending_events("message"), [])
 
+    async def test_pipelined_sends_share_commits(self):
+        """Sends made without waiting are answered in request order with ids
+        in that order, share commits, and a later request sees them all."""
+        await self.start()
+        alice, bob = await self.user("alice"), await self.user("bob")
+        await self.befriend(alice, bob)
+        store = self.service.store
+        batches = []
+        real = store.write_messages
+
+        async def counting(batch):
+            batches.append(len(batch))
+            return await real(batch)
+
+        self.patch(store, "write_messages", counting)
+        waiters = [
+            alice.request("send_message", to_user=bob.user["id"], content=f"p{n}")
+            for n in range(20)
+        ]
+        history = alice.request("get_history", with_user=bob.user["id"])
+        replies = [await w for w in waiters]
+
+        ids = [r["data"]["message"]["id"] for r in replies]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual([r["id"] for r in replies], sorted(r["id"] for r in replies))
+        self.assertEqual(sum(batches), 20)
+        self.assertLess(len(batches), 20)
+        seen = [m["id"] for m in (await history)["data"]["messages"]]
+        self.assertEqual(seen, ids)
+
     async def test_history_three_pages(self):
         """Paging back with before_id covers the conversation exactly: no
         gap, no duplicate, each page oldest to newest."""

@@ -1,10 +1,14 @@
 """One WebSocket connection: frames in, replies and events out.
 
-Requests on a connection are handled one at a time, in arrival order, so
-replies come back in request order. While a request is being handled, the
+Requests on a connection start in arrival order and their replies go out in
+that order. Most requests run one at a time: while one is being handled, the
 events pushed to this connection are held and sent after its reply (and
 after the events the reply itself calls for, such as the ones that follow a
-login), so a client never hears of its own change before the answer.
+login), so a client never hears of its own change before the answer. A run
+of ``send_message`` (and ``ping``) requests is pipelined instead: they start
+one after the other without waiting, so that they reach the message writer
+together and share a commit, and their replies are released in order as
+they complete. Any other request waits until the pipelined ones are done.
 
 Close codes chatd sends (besides Autobahn's own 1002, 1007 and 1009):
 
@@ -38,6 +42,19 @@ CLOSE_PASSWORD_CHANGED = 4002
 MAX_QUEUED_REQUESTS = 256
 #: How many refusals may wait behind them before the connection is closed.
 MAX_QUEUED_REFUSALS = 1024
+#: How many pipelined requests of one connection may be in progress at once.
+MAX_PIPELINED = 64
+#: The requests that may run concurrently with their neighbours.
+_PIPELINED = (wire.SendMessage, wire.Ping)
+
+
+class _Slot:
+    """A reply's place in the outgoing order, filled when it is ready."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: bytes | None = None):
+        self.reply = reply
 
 
 class _Refusal:
@@ -63,6 +80,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self._queue: deque[bytes | _Refusal] = deque()
         self._queued_requests = 0
         self._busy = False
+        self._outbox: deque[_Slot] = deque()
+        self._pipelined: list[Deferred] = []
         self._held: list[tuple[bytes, Any]] | None = None
         self._after_reply: list[bytes] = []
         self._auth_timer = None
@@ -164,28 +183,79 @@ class ChatServerProtocol(WebSocketServerProtocol):
             Deferred.fromCoroutine(self._drain()).addErrback(self._crashed)
 
     async def _drain(self) -> None:
-        """Handle queued requests one at a time until none is left."""
+        """Start queued requests in order until none is left."""
         try:
             while self._queue and self._open:
                 entry = self._queue.popleft()
                 if isinstance(entry, _Refusal):
-                    self.sendMessage(entry.reply)
+                    self._reply_in_order(_Slot(entry.reply))
                     continue
                 self._queued_requests -= 1
-                await self._handle(entry)
+                await self._start(entry)
         finally:
             self._busy = False
 
-    async def _handle(self, payload: bytes) -> None:
-        """Answer one request, then send what it and others pushed meanwhile."""
-        if self._stopping:
-            request_id, action = wire.echo_of(payload)
-            error = ChatError(ErrorCode.UNAVAILABLE, "the server is shutting down")
-            self.sendMessage(wire.reply_error(request_id, action, error))
+    async def _start(self, payload: bytes) -> None:
+        """Decode a request and run it, pipelined or on its own."""
+        try:
+            request = wire.decode_request(payload)
+        except wire.DecodeFailure as failure:
+            error = failure.error
+            self._reply_in_order(
+                _Slot(wire.reply_error(failure.request_id, failure.action, error))
+            )
             return
+        if self._stopping:
+            error = ChatError(ErrorCode.UNAVAILABLE, "the server is shutting down")
+            action = wire.action_of(request)
+            self._reply_in_order(_Slot(wire.reply_error(request.id, action, error)))
+            return
+
+        if isinstance(request, _PIPELINED) and self.user is not None:
+            if len(self._pipelined) >= MAX_PIPELINED:
+                await self._pipelined[0]
+            slot = _Slot()
+            self._outbox.append(slot)
+            running = Deferred.fromCoroutine(
+                self.factory.router.dispatch(self, request)
+            )
+            self._pipelined.append(running)
+            running.addCallback(self._pipelined_done, slot, running)
+            running.addErrback(self._crashed)
+            return
+
+        await self._settle()
+        await self._handle(request)
+
+    def _pipelined_done(self, reply: bytes, slot: _Slot, running: Deferred) -> None:
+        """File a pipelined reply and send every reply now due."""
+        self._pipelined.remove(running)
+        slot.reply = reply
+        self._flush_outbox()
+
+    async def _settle(self) -> None:
+        """Wait until every pipelined request has been answered."""
+        while self._pipelined:
+            await self._pipelined[-1]
+
+    def _reply_in_order(self, slot: _Slot) -> None:
+        self._outbox.append(slot)
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        """Send the ready replies at the head of the outgoing order."""
+        outbox = self._outbox
+        while outbox and outbox[0].reply is not None:
+            reply = outbox.popleft().reply
+            if self._open:
+                self.sendMessage(reply)
+
+    async def _handle(self, request: wire.Request) -> None:
+        """Answer one request on its own, then send what it and others
+        pushed meanwhile."""
         self._held = []
         try:
-            reply = await self.factory.router.handle(self, payload)
+            reply = await self.factory.router.dispatch(self, request)
             if self._open:
                 self.sendMessage(reply)
         finally:
@@ -227,9 +297,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.sendMessage(payload)
 
     def sendMessage(self, payload: bytes, isBinary: bool = False, **kwargs) -> None:  # noqa: N802
-        """Send a frame unless the client has stopped reading (see
-        ``_overflowing``)."""
-        if self._overflowing():
+        """Send a frame unless the connection is closing or the client has
+        stopped reading (see ``_overflowing``)."""
+        # Autobahn raises Disconnected once the closing handshake started.
+        if self.state != self.STATE_OPEN or self._overflowing():
             return
         # Autobahn applies maxMessagePayloadSize, meant for what clients
         # send, to what we send too; a backlog batch may well be bigger.
@@ -240,8 +311,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.maxMessagePayloadSize = limit
 
     def sendPreparedMessage(self, preparedMsg) -> None:  # noqa: N802
-        """Send a prepared frame unless the client has stopped reading."""
-        if not self._overflowing():
+        """Send a prepared frame unless the connection is closing or the
+        client has stopped reading."""
+        if self.state == self.STATE_OPEN and not self._overflowing():
             super().sendPreparedMessage(preparedMsg)
 
     def _overflowing(self) -> bool:
@@ -285,7 +357,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     @property
     def busy(self) -> bool:
         """Whether a request of this connection is being handled."""
-        return self._busy
+        return self._busy or bool(self._pipelined)
 
     def close_with(self, code: int, reason: str) -> None:
         """Close the connection with a code and a reason for the client."""

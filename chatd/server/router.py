@@ -94,7 +94,10 @@ class Router:
             request = wire.decode_request(payload)
         except wire.DecodeFailure as failure:
             return wire.reply_error(failure.request_id, failure.action, failure.error)
+        return await self.dispatch(connection, request)
 
+    async def dispatch(self, connection, request: wire.Request) -> bytes:
+        """Answer one decoded request with exactly one encoded reply."""
         action = wire.action_of(request)
         try:
             if connection.user is None and not isinstance(request, _BEFORE_LOGIN):
