@@ -15,7 +15,16 @@ def now_ms(clock: IReactorTime) -> int:
     return int(clock.seconds() * 1000)
 
 
+_last_second: list = [None, ""]
+
+
 def iso_time(ms: int) -> str:
     """Format epoch milliseconds as ``2026-12-03T18:47:48.123Z``."""
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    # Messages come in bursts within one second: format the second once.
+    if _last_second[0] != seconds:
+        _last_second[:] = [
+            seconds,
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)),
+        ]
+    return f"{_last_second[1]}.{millis:03d}Z"

@@ -263,9 +263,12 @@ def _describe(text: str) -> str:
     return _PATH.sub("", text).replace("Object missing", "missing")
 
 
+_ACTION_OF = {t: t.__struct_config__.tag for t in REQUEST_TYPES}
+
+
 def action_of(request: Request) -> str:
     """Return the action name of a decoded request."""
-    return request.__struct_config__.tag
+    return _ACTION_OF[type(request)]
 
 
 def encode(value: Any) -> bytes:

@@ -100,6 +100,26 @@ class LoginThrottleTests(unittest.TestCase):
             started += 1
         self.assertEqual(started, 3)
 
+    def test_many_logins_from_one_address_at_once(self):
+        """Many users behind one address may log in together; the address
+        holds attempts back only once it has failed."""
+        clock = task.Clock()
+        throttle = make_throttle(clock)
+        address = "peer:10.0.0.7"
+        for n in range(50):
+            throttle.begin([f"user{n}", address])
+        for n in range(50):
+            throttle.end([f"user{n}", address], success=True, reset=f"user{n}")
+        fail(throttle, ("guessed", address))
+        started = 0
+        for n in range(10):
+            try:
+                throttle.begin([f"other{n}", address])
+            except Throttled:
+                continue
+            started += 1
+        self.assertEqual(started, 2)
+
     def test_forgotten_after_quiet_window(self):
         """A key with no failure for ``window`` seconds starts afresh."""
         clock = task.Clock()

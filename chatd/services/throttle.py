@@ -8,8 +8,10 @@ early is refused at once, with no bcrypt work and no hint whether the
 password was right, so a guessing flood costs the daemon almost nothing.
 While an attempt on a throttled key is being checked, others on that key
 wait for its outcome, so a burst from many connections at once cannot slip
-past the count. A success clears its username's failures; an address's
-failures are only forgotten after ``window`` quiet seconds, so that logging
+past the count (for an address only once it has failed, see
+``_over_allowance``). A success clears its username's failures; an
+address's failures are only forgotten after ``window`` quiet seconds, so
+that logging
 in to an account of one's own does not reset a guessing spree.
 """
 
@@ -117,13 +119,23 @@ class LoginThrottle:
                 continue
             if record.not_before > now:
                 wait = max(wait, record.not_before - now)
-            elif record.pending and record.failures + record.pending >= self._allowed:
+            elif record.pending and self._over_allowance(key, record):
                 wait = max(wait, self._delay)
         if wait > 0:
             raise Throttled(wait)
         for key in keys:
             record = self._records.setdefault(key, _Record(last_failure=now))
             record.pending += 1
+
+    def _over_allowance(self, key: str, record: _Record) -> bool:
+        """Whether the attempts in progress could take a key past its
+        allowance. For a username every attempt in progress counts as a
+        possible failure, so a burst of guesses cannot slip past the count;
+        an address must have failed already, so that many people behind one
+        address (a NAT, a proxy) can log in at once."""
+        if key.startswith("peer:") and record.failures == 0:
+            return False
+        return record.failures + record.pending >= self._allowed
 
     def end(self, keys: list[str], success: bool, reset: str | None = None) -> None:
         """Record the outcome of an attempt started with ``begin``.

@@ -616,7 +616,14 @@ class Store:
         self, batch: list[NewMessage]
     ) -> list[WriteResult]:
         """The PostgreSQL write: checks, inserts and reads back in a single
-        statement, so a batch costs one round trip and one commit."""
+        statement (``_PG_WRITE``), so a batch costs one round trip and one
+        commit. The batch travels as one array per column, which keeps the
+        statement the same whatever the batch size. Ids are drawn in input
+        order from a sorted subquery, so a sender's messages keep the order
+        they were sent in; the statement's own INSERT is invisible to its
+        SELECT, so ``old`` finds only messages stored before (retries); its LIMIT
+        keeps PostgreSQL from turning that look-up into a scan of the whole
+        table."""
         first_of: dict[tuple[int, str], int] = {}
         fresh: list[int] = []
         repeats: dict[int, int] = {}
@@ -629,22 +636,18 @@ class Store:
                 first_of[key] = index
             fresh.append(index)
 
-        params: list[Any] = []
-        for index in fresh:
-            m = batch[index]
-            params += [
-                index,
-                _conversation_of(m),
-                m.sender_id,
-                m.to_user_id,
-                m.group_id,
-                m.content,
-                m.sent_at,
-                m.client_msg_id,
-            ]
-        rows = await self._db.run_one(
-            "write_messages", Statement(_pg_write_sql(len(fresh)), params)
-        )
+        messages = [batch[index] for index in fresh]
+        columns = [
+            fresh,
+            [_conversation_of(m) for m in messages],
+            [m.sender_id for m in messages],
+            [m.to_user_id for m in messages],
+            [m.group_id for m in messages],
+            [m.content for m in messages],
+            [m.sent_at for m in messages],
+            [m.client_msg_id for m in messages],
+        ]
+        rows = await self._db.run_one("write_messages", Statement(_PG_WRITE, columns))
 
         results: list[WriteResult | None] = [None] * len(batch)
         members: dict[int, list[int]] = {}
@@ -838,9 +841,12 @@ class Store:
 
 
 _PG_WRITE = """
-WITH input (idx, conversation, sender_id, to_user_id, group_id, content, sent_at,
-            client_msg_id) AS (
-    VALUES {rows}
+WITH input AS (
+    SELECT * FROM unnest(
+        ?::int[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::text[],
+        ?::bigint[], ?::text[]
+    ) AS input (idx, conversation, sender_id, to_user_id, group_id, content,
+                sent_at, client_msg_id)
 ),
 allowed AS (
     SELECT i.* FROM input i
@@ -876,25 +882,14 @@ LEFT JOIN users u ON u.id = i.sender_id
 LEFT JOIN allowed a ON a.idx = i.idx
 LEFT JOIN numbered n ON n.idx = i.idx
 LEFT JOIN inserted ins ON ins.id = n.id
-LEFT JOIN messages old
-       ON ins.id IS NULL AND a.idx IS NOT NULL
-      AND old.sender_id = i.sender_id AND old.client_msg_id = i.client_msg_id
+LEFT JOIN LATERAL (
+    SELECT m.id, m.content, m.sent_at FROM messages m
+    WHERE ins.id IS NULL AND a.idx IS NOT NULL
+      AND m.sender_id = i.sender_id AND m.client_msg_id = i.client_msg_id
+    LIMIT 1
+) AS old ON TRUE
 ORDER BY i.idx
 """
-_PG_WRITE_ROW = (
-    "(?::int, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::text, ?::bigint, ?::text)"
-)
-
-
-def _pg_write_sql(count: int) -> str:
-    """The one-statement PostgreSQL write for ``count`` messages.
-
-    Ids are drawn in input order from a sorted subquery, so a sender's
-    messages in one batch keep the order they were sent in; the rows of
-    this statement's own INSERT are not visible to its SELECT, so ``old``
-    finds only messages stored before (retries).
-    """
-    return _PG_WRITE.format(rows=", ".join([_PG_WRITE_ROW] * count))
 
 
 def _with_status(request: FriendRequestRecord, status: str) -> FriendRequestRecord:

@@ -46,27 +46,40 @@ class MessageWriter:
         return waiter
 
     async def _drain(self) -> None:
-        """Write batches until the queue is empty."""
+        """Write batches until the queue is empty.
+
+        As soon as one batch is committed the next one is sent to the
+        database, before the waiters of the first are told: the database
+        works on batch N+1 while the reactor builds the replies and events
+        of batch N. Only one transaction is ever in progress.
+        """
         try:
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._write_batch(batch)
+            current = self._start_batch()
+            while current is not None:
+                batch, running = current
+                try:
+                    results: list[WriteResult] = await running
+                except Exception as error:
+                    current = self._start_batch()
+                    for _, waiter in batch:
+                        waiter.errback(error)
+                    continue
+                current = self._start_batch()
+                for (_, waiter), result in zip(batch, results, strict=True):
+                    waiter.callback(result)
         finally:
             self._writing = False
 
-    async def _write_batch(self, batch: list[tuple[NewMessage, Deferred]]) -> None:
-        """Commit one batch and tell each waiter what became of its message."""
-        try:
-            results: list[WriteResult] = await self._store.write_messages(
-                [message for message, _ in batch]
-            )
-        except Exception as error:
-            for _, waiter in batch:
-                waiter.errback(error)
-            return
-        for (_, waiter), result in zip(batch, results, strict=True):
-            waiter.callback(result)
+    def _start_batch(self):
+        """Take the next batch off the queue and start its transaction."""
+        if not self._queue:
+            return None
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        running = Deferred.fromCoroutine(
+            self._store.write_messages([message for message, _ in batch])
+        )
+        return batch, running
 
     def _crashed(self, failure) -> None:
         """Log a bug in the writer loop itself; the next write restarts it."""

@@ -46,7 +46,7 @@ class StoreTestsMixin:
         await self.store.close()
         await self.store.start(NOW)
         self.assertIs(self.store._db, backend)
-        self.assertEqual(await backend.run("versions", _schema_versions), [1])
+        self.assertEqual(await backend.run("versions", _schema_versions), [1, 2])
         self.assertEqual((await self.store.user_by_id(alice.id)).username, "alice")
 
     async def test_create_user_and_unique_key(self):

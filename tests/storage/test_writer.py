@@ -56,6 +56,18 @@ class MessageWriterTests(unittest.TestCase):
         self.assertTrue(all(w.called for w in waiters))
         self.assertEqual(store.most_in_flight, 1)
 
+    def test_next_batch_starts_before_waiters_are_told(self):
+        """The database gets batch N+1 before the waiters of batch N run,
+        so that it works while the reactor answers batch N."""
+        store = _GatedStore()
+        writer = MessageWriter(store, max_batch=100)
+        first = writer.write(message(0))
+        writer.write(message(1))
+        started_when_told = []
+        first.addCallback(lambda _: started_when_told.append(len(store.batches)))
+        store.gates[0].callback(None)
+        self.assertEqual(started_when_told, [2])
+
     def test_batches_are_capped(self):
         """No batch exceeds max_batch."""
         store = _GatedStore()
