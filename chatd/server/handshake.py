@@ -35,10 +35,16 @@ class DeadlineChannel(HTTPChannel):
 
     @transport.setter
     def transport(self, value) -> None:
-        self._transport = value
+        previous, self._transport = self._transport, value
         if value is None:
-            # Handed over to the WebSocket protocol: the deadline is met.
+            # Handed over to the WebSocket protocol: the deadline is met, and
+            # nothing may keep this channel and its request alive any more:
+            # not the HTTP idle timeout (12 hours by default), not the
+            # transport, where the channel registered itself as producer.
             self._stop_clock()
+            self.setTimeout(None)
+            if previous is not None and getattr(previous, "producer", None) is self:
+                previous.unregisterProducer()
 
     def _stop_clock(self) -> None:
         if self._deadline_call is not None and self._deadline_call.active():

@@ -77,10 +77,12 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.token: str | None = None
         self.peer_address = "?"
         self.backlog: Any = None
-        self._queue: deque[bytes | _Refusal] = deque()
+        # Both queues exist only while there is something in them, which
+        # keeps an idle connection small.
+        self._queue: deque[bytes | _Refusal] | None = None
         self._queued_requests = 0
         self._busy = False
-        self._outbox: deque[_Slot] = deque()
+        self._outbox: deque[_Slot] | None = None
         self._pipelined: list[Deferred] = []
         self._held: list[tuple[bytes, Any]] | None = None
         self._after_reply: list[bytes] = []
@@ -110,6 +112,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """Start the authentication timer."""
         self._open = self._opened = True
         self.factory.connections.add(self)
+        # The opening handshake is over: let go of its request text and
+        # headers, a few KiB that would otherwise live as long as we do.
+        self.http_request_data = None
+        self.http_headers = {}
         self._log.info("Connection opened from {peer}", peer=self.peer_address)
         security = self.factory.config.security
         if security.rate_limit > 0:
@@ -167,7 +173,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         its turn among the replies."""
         request_id, action = wire.echo_of(payload)
         reply = _Refusal(wire.reply_error(request_id, action, error))
-        if len(self._queue) - self._queued_requests >= MAX_QUEUED_REFUSALS:
+        if len(self._queue or ()) - self._queued_requests >= MAX_QUEUED_REFUSALS:
             self._log.warn(
                 "Closing {peer}: it keeps sending while far behind",
                 peer=self.peer_address,
@@ -177,6 +183,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self._enqueue(reply)
 
     def _enqueue(self, entry: "bytes | _Refusal") -> None:
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(entry)
         if not self._busy:
             self._busy = True
@@ -194,6 +202,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
                 await self._start(entry)
         finally:
             self._busy = False
+            if not self._queue:
+                self._queue = None
 
     async def _start(self, payload: bytes) -> None:
         """Decode a request and run it, pipelined or on its own."""
@@ -215,6 +225,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
             if len(self._pipelined) >= MAX_PIPELINED:
                 await self._pipelined[0]
             slot = _Slot()
+            if self._outbox is None:
+                self._outbox = deque()
             self._outbox.append(slot)
             running = Deferred.fromCoroutine(
                 self.factory.router.dispatch(self, request)
@@ -239,6 +251,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
             await self._pipelined[-1]
 
     def _reply_in_order(self, slot: _Slot) -> None:
+        if self._outbox is None:
+            if self._open:
+                self.sendMessage(slot.reply)
+            return
         self._outbox.append(slot)
         self._flush_outbox()
 
@@ -249,6 +265,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
             reply = outbox.popleft().reply
             if self._open:
                 self.sendMessage(reply)
+        if not outbox:
+            self._outbox = None
 
     async def _handle(self, request: wire.Request) -> None:
         """Answer one request on its own, then send what it and others
@@ -364,7 +382,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not self._open:
             return
         self._open = False
-        self._queue.clear()
+        self._queue = None
         self._queued_requests = 0
         if code == 1000 or 3000 <= code <= 4999:
             self.sendClose(code, reason)

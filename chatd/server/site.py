@@ -75,8 +75,7 @@ def make_site(factory, store, registry) -> Site:
     root.putChild(b"healthz", HealthResource(store, registry))
     site = Site(root, reactor=factory.reactor)
     site.displayTracebacks = False
-    timeout = factory.config.server.open_handshake_timeout
-    if timeout > 0:
-        # HTTP/1.1 only: chatd serves WebSocket, which HTTP/2 cannot carry.
-        site.protocol = deadline_channel(timeout)
+    # HTTP/1.1 only: chatd serves WebSocket, which HTTP/2 cannot carry. The
+    # channel also lets go of each upgraded connection's HTTP state.
+    site.protocol = deadline_channel(factory.config.server.open_handshake_timeout)
     return site
