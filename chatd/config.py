@@ -52,7 +52,7 @@ class SecurityConfig:
     """[security]: password hashing, sessions and the limits of every input."""
 
     bcrypt_cost: int = _option(12, minimum=4)
-    bcrypt_threads: int = _option(2, minimum=1)
+    bcrypt_threads: int = _option(0, minimum=0)
     session_ttl: float = _option(30 * 24 * 3600.0, minimum=1)
     max_sessions_per_user: int = _option(10, minimum=1)
     max_frame_bytes: int = _option(64 * 1024, minimum=256)

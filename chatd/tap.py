@@ -14,6 +14,7 @@ from autobahn.websocket import USES_NVX
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -70,6 +71,14 @@ def open_store(config: Config, reactor) -> Store:
     return Store(backend)
 
 
+def bcrypt_threads(configured: int) -> int:
+    """The bcrypt pool size: as configured, or for 0 one fewer than the
+    CPU cores (at least 1), so that a login storm leaves the reactor a core."""
+    if configured > 0:
+        return configured
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class ChatService(service.Service):
     """The whole daemon: store, services, WebSocket listener.
 
@@ -112,7 +121,7 @@ class ChatService(service.Service):
         self._hasher = PasswordHasher(
             self.reactor,
             security.bcrypt_cost,
-            security.bcrypt_threads,
+            bcrypt_threads(security.bcrypt_threads),
             security.bcrypt_queue,
         )
         self._hasher.start()
@@ -152,6 +161,12 @@ class ChatService(service.Service):
             self._log.critical(
                 "chatd cannot start: database unavailable: {error}",
                 error=failure.getErrorMessage(),
+            )
+        elif failure.check(CannotListenError):
+            self._log.critical(
+                "chatd cannot start: cannot listen on {endpoint}: {error}",
+                endpoint=self.config.server.endpoint,
+                error=str(failure.value.socketError),
             )
         else:
             self._log.failure("chatd cannot start", failure)

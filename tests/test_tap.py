@@ -1,6 +1,8 @@
 """The twistd plugin and the real daemon process, start to finish."""
 
+import os
 import signal
+import socket
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -34,6 +36,17 @@ class PluginTests(unittest.TestCase):
         options = tap.Options()
         options.parseOptions([])
         self.assertEqual(options["parsed"], Config())
+
+    def test_bcrypt_threads_leave_a_core(self):
+        """0 means one fewer than the cores, never below one; a configured
+        number is kept."""
+        self.patch(os, "cpu_count", lambda: 2)
+        self.assertEqual(tap.bcrypt_threads(0), 1)
+        self.patch(os, "cpu_count", lambda: 8)
+        self.assertEqual(tap.bcrypt_threads(0), 7)
+        self.patch(os, "cpu_count", lambda: None)
+        self.assertEqual(tap.bcrypt_threads(0), 1)
+        self.assertEqual(tap.bcrypt_threads(3), 3)
 
     def test_bad_config_is_a_usage_error(self):
         """A wrong value stops option parsing with section.key named."""
@@ -84,6 +97,26 @@ class DaemonProcessTests(unittest.TestCase):
         status = await daemon.exited()
         self.assertNotEqual(status, 0)
         self.assertIn("cannot start: database unavailable", daemon.log())
+
+    async def test_port_in_use_exits_nonzero_with_one_line(self):
+        """A listening address that is taken stops the daemon with one
+        critical line naming the endpoint, and a non-zero status."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            daemon = Daemon(
+                self.folder(),
+                f"[server]\nendpoint = tcp:{port}:interface=127.0.0.1\n",
+            )
+            daemon.start()
+            self.addCleanup(daemon.stop)
+            status = await daemon.exited()
+        self.assertNotEqual(status, 0)
+        lines = [line for line in daemon.log().splitlines() if "cannot start" in line]
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"cannot listen on tcp:{port}", lines[0])
+        self.assertNotIn("Traceback", daemon.log())
 
     async def chat_through_daemon(self, ini: str) -> None:
         """Register, befriend, chat privately and in a group, go offline and
