@@ -337,6 +337,24 @@ class StoreTestsMixin:
         updated = await self.store.set_nickname(alice.id, "Ålice ☕")
         self.assertEqual(updated.nickname, "Ålice ☕")
 
+    async def test_awkward_text_round_trips(self):
+        """Quotes, backslashes, braces, commas and the word NULL survive a
+        write and come back as sent, as content and as client_msg_id."""
+        alice, bob = await self.make_users("alice", "bob")
+        await self.make_friends(alice, bob)
+        awkward = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "x,y", '\\"', "'"]
+        batch = [self.private(alice, bob, text, client_msg_id=text) for text in awkward]
+        results = await self.store.write_messages(batch)
+        self.assertEqual([r.outcome for r in results], ["created"] * len(awkward))
+        stored = await self.store.history(
+            private_conversation(alice.id, bob.id), None, 20
+        )
+        self.assertEqual([m.content for m in reversed(stored)], awkward)
+        self.assertEqual([m.client_msg_id for m in reversed(stored)], awkward)
+        again = await self.store.write_messages([self.private(alice, bob, "x", "NULL")])
+        self.assertEqual(again[0].outcome, "duplicate")
+        self.assertEqual(again[0].message.content, "NULL")
+
 
 def _schema_versions():
     from chatd.storage.database import Statement
