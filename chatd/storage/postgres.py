@@ -6,9 +6,11 @@ requests fail fast with ``DatabaseUnavailable``; once the server is back the
 store serves again without a restart.
 """
 
+import hashlib
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -40,6 +42,16 @@ def _to_pyformat(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006
     return converted
 
 
+def _is_dead(failure: Failure) -> bool:
+    """Whether an error means the connection is gone. psycopg2 files an
+    unknown prepared statement (a new server session) under
+    OperationalError, but the connection works and the statement is simply
+    prepared again."""
+    if failure.check(psycopg2.errors.InvalidSqlStatementName):
+        return False
+    return bool(reconnection.defaultDeathChecker(failure))
+
+
 class _Detector(reconnection.DeadConnectionDetector):
     """Reconnect forever with capped backoff, log when the connection is
     lost and regained, and stop retrying when the pool closes.
@@ -52,7 +64,7 @@ class _Detector(reconnection.DeadConnectionDetector):
     _log = Logger()
 
     def __init__(self, reactor: Any, max_delay: float):
-        super().__init__(reactor=reactor)
+        super().__init__(deathChecker=_is_dead, reactor=reactor)
         self._max_delay = max_delay
         self._retrying: defer.Deferred | None = None
 
@@ -89,11 +101,22 @@ class _Detector(reconnection.DeadConnectionDetector):
     def stop(self) -> None:
         """Stop reconnecting (the pool is closing)."""
         if self._retrying is not None:
-            self._retrying.cancel()
+            try:
+                self._retrying.cancel()
+            except psycopg2.Error:
+                # A connection attempt in progress cannot be cancelled; it
+                # is dropped with the pool.
+                pass
 
 
 class _Connection(txpostgres.Connection):
-    """A pooled connection that takes the server's going away quietly."""
+    """A pooled connection that takes the server's going away quietly, and
+    remembers which statements it has prepared."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        #: Names of the statements prepared in the current server session.
+        self.prepared: set[str] = set()
 
     def doRead(self):  # noqa: N802 (IReadDescriptor)
         """txpostgres's ``doRead``, but when the server closed an idle
@@ -150,6 +173,17 @@ class _Pool(txpostgres.ConnectionPool):
         """Like txpostgres's, on a live connection when there is one."""
         connection = self._take()
         deferred = connection.runOperation(*args, **kwargs)
+        return deferred.addBoth(self._putBackAndPassthrough, connection)
+
+    def runPrepared(self, sql: str, params) -> defer.Deferred:  # noqa: N802
+        """Run a statement as a prepared one on a pooled connection."""
+        return self._semaphore.run(self._run_prepared, sql, params)
+
+    def _run_prepared(self, sql: str, params) -> defer.Deferred:
+        connection = self._take()
+        deferred = defer.Deferred.fromCoroutine(
+            _execute_prepared(connection, sql, params)
+        )
         return deferred.addBoth(self._putBackAndPassthrough, connection)
 
     def close(self):
@@ -220,10 +254,11 @@ class PostgresDatabase:
 
     async def run_one(self, name: str, statement: Statement) -> Rows:
         """Run one statement on its own (atomic, one round trip) and return
-        its rows."""
+        its rows. It runs as a prepared statement, so that PostgreSQL plans
+        it once per connection rather than at every call."""
         if self._pool is None:
             raise DatabaseUnavailable("the store is not started")
-        deferred = self._pool.runQuery(_to_pyformat(statement.sql), statement.params)
+        deferred = self._pool.runPrepared(statement.sql, statement.params)
         if self._timeout > 0:
             deferred.addTimeout(self._timeout, self._reactor)
         try:
@@ -254,3 +289,45 @@ async def _drive(cursor: txpostgres.Cursor, script) -> Any:
             statement = script.send(rows)
     except StopIteration as stop:
         return stop.value
+
+
+_PREPARED_FORMS: dict[tuple[str, int], tuple[str, str, str]] = {}
+
+
+def _prepared_forms(sql: str, count: int) -> tuple[str, str, str]:
+    """The name, PREPARE and EXECUTE texts of a statement with ``count``
+    ``?`` placeholders (memoised)."""
+    forms = _PREPARED_FORMS.get((sql, count))
+    if forms is None:
+        name = "chatd_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+        parts = sql.split("?")
+        numbered = parts[0] + "".join(
+            f"${n}{part}" for n, part in enumerate(parts[1:], start=1)
+        )
+        execute = f"EXECUTE {name} ({', '.join(['%s'] * count)})"
+        # A generic plan: the statements prepared here take their batch as
+        # arrays, so planning them again for every call would gain nothing.
+        forms = _PREPARED_FORMS[(sql, count)] = (
+            name,
+            f"SET plan_cache_mode = force_generic_plan; PREPARE {name} AS {numbered}",
+            execute,
+        )
+    return forms
+
+
+async def _execute_prepared(connection: _Connection, sql: str, params) -> Rows:
+    """Execute a statement prepared on this connection, preparing it first
+    when this server session has not seen it (a new or reconnected one)."""
+    name, prepare, execute = _prepared_forms(sql, len(params))
+    for attempt in (1, 2):
+        if name not in connection.prepared:
+            await connection.runOperation(prepare)
+            connection.prepared.add(name)
+        try:
+            return await connection.runQuery(execute, params)
+        except psycopg2.errors.InvalidSqlStatementName:
+            # The connection was re-established: its server session is new.
+            connection.prepared.clear()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
