@@ -9,6 +9,13 @@ from twisted.internet import defer, reactor, task
 from tests.support import ChatTestCase
 
 
+def _count_sessions():
+    from chatd.storage.database import Statement
+
+    rows = yield Statement("SELECT COUNT(*) FROM sessions")
+    return rows[0][0]
+
+
 async def wait(seconds: float) -> None:
     """Let the reactor run for a while (for things that must NOT happen)."""
     await task.deferLater(reactor, seconds, lambda: None)
@@ -370,6 +377,57 @@ class SessionTestsMixin:
         self.assertEqual(error["code"], "bad_credentials")
         await fresh.call("login", username="alice", password="battery staple")
         await alice.sync()
+
+    async def _close_during(self, obj, name: str, action: str) -> None:
+        """Hold ``obj.name`` until the client that sent ``action`` for
+        alice has closed, then let it finish."""
+        gate = defer.Deferred()
+        real = getattr(obj, name)
+
+        async def held(*args, **kwargs):
+            await gate
+            return await real(*args, **kwargs)
+
+        self.patch(obj, name, held)
+        client = await self.connect()
+        pending = client.request(action, username="alice", password="correct horse")
+        pending.addErrback(lambda _: None)
+        await wait(0.1)
+        client.protocol.dropConnection(abort=True)
+        await client.closed
+        await wait(0.1)
+        gate.callback(None)
+        await wait(0.2)
+
+    async def test_login_abandoned_during_password_check(self):
+        """A client that leaves while its password is checked leaves no
+        online session behind and no usable token."""
+        await self.start()
+        alice = await self.user("alice")
+        await alice.close()
+        await self._close_during(self.service._hasher, "check", "login")
+
+        self.assertFalse(self.service.registry.is_online(alice.user["id"]))
+        watcher = await self.user("watcher")
+        listed = await watcher.call("get_online_users")
+        self.assertEqual([u["username"] for u in listed["users"]], ["watcher"])
+        # alice's first session and the watcher's; none for the lost login.
+        sessions = await self.service.store._db.run("count", _count_sessions)
+        self.assertEqual(sessions, 2)
+
+    async def test_login_abandoned_during_login_events(self):
+        """A client that leaves while its login events are gathered is not
+        left online, in the registry or in the online list."""
+        await self.start()
+        alice = await self.user("alice")
+        await alice.close()
+        friends = self.service._factory.router._services.friends
+        await self._close_during(friends, "friends", "login")
+
+        self.assertFalse(self.service.registry.is_online(alice.user["id"]))
+        watcher = await self.user("watcher")
+        snapshot = await watcher.next_event("online_users")
+        self.assertEqual([u["username"] for u in snapshot["users"]], ["watcher"])
 
     async def test_long_password_counts_in_full(self):
         """Passwords longer than bcrypt's 72 bytes work, and a difference

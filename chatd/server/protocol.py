@@ -373,6 +373,12 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self._stopping = True
 
     @property
+    def still_open(self) -> bool:
+        """Whether the connection is open and not closing (Autobahn owns
+        ``is_open``)."""
+        return self._open
+
+    @property
     def busy(self) -> bool:
         """Whether a request of this connection is being handled."""
         return self._busy or bool(self._pipelined)

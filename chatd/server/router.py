@@ -166,11 +166,20 @@ class Router:
         """Log the connection in and queue the events that follow a login:
         friends, groups, offline_messages and online_users, in that order."""
         services = self._services
+        if not connection.still_open:
+            # The client left while its password was being checked: no
+            # session for a connection that is gone, and no token for it.
+            if how != "resume":
+                await services.auth.logout(token)
+            raise ChatError(ErrorCode.UNAVAILABLE, "the connection closed")
         connection.user, connection.token = user, token
         connection.authenticated()
         first = self._registry.add(user.id, connection)
         try:
             friends = await services.friends.friends(user)
+            if connection.user is not user:
+                # Closed meanwhile; connection_lost has ended the session.
+                raise ChatError(ErrorCode.UNAVAILABLE, "the connection closed")
             if first:
                 services.presence.came_online(user, [f.id for f in friends])
             groups = await services.groups.groups(user)
