@@ -15,9 +15,15 @@ class ConfigError(Exception):
     """A configuration problem, worded as ``section.key: what is wrong``."""
 
 
-def _option(default: Any, minimum: float | None = None, choices: tuple = ()) -> Any:
-    """Declare an option with its default, an optional floor and choices."""
-    return field(default=default, metadata={"minimum": minimum, "choices": choices})
+def _option(
+    default: Any,
+    minimum: float | None = None,
+    choices: tuple = (),
+    maximum: float | None = None,
+) -> Any:
+    """Declare an option with its default, optional bounds and choices."""
+    metadata = {"minimum": minimum, "maximum": maximum, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class DatabaseConfig:
 class SecurityConfig:
     """[security]: password hashing, sessions and the limits of every input."""
 
-    bcrypt_cost: int = _option(12, minimum=4)
+    bcrypt_cost: int = _option(12, minimum=4, maximum=31)
     bcrypt_threads: int = _option(0, minimum=0)
     session_ttl: float = _option(30 * 24 * 3600.0, minimum=1)
     max_sessions_per_user: int = _option(10, minimum=1)
@@ -141,6 +147,9 @@ def _read_section(section: str, defaults: Any, items: dict[str, str]) -> Any:
         minimum = option.metadata.get("minimum")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+        maximum = option.metadata.get("maximum")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
         choices = option.metadata.get("choices")
         if choices and value not in choices:
             allowed = ", ".join(choices)

@@ -52,7 +52,8 @@ class Options(usage.Options):
         try:
             self["parsed"] = load_config(self["config"])
         except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
+            # One line and status 1, without twistd's usage summary.
+            raise SystemExit(f"chatd: {error}") from None
 
 
 def open_store(config: Config, reactor) -> Store:
@@ -162,11 +163,12 @@ class ChatService(service.Service):
                 "chatd cannot start: database unavailable: {error}",
                 error=failure.getErrorMessage(),
             )
-        elif failure.check(CannotListenError):
+        elif failure.check(CannotListenError, OverflowError, OSError):
+            error = getattr(failure.value, "socketError", None) or failure.value
             self._log.critical(
                 "chatd cannot start: cannot listen on {endpoint}: {error}",
                 endpoint=self.config.server.endpoint,
-                error=str(failure.value.socketError),
+                error=str(error),
             )
         else:
             self._log.failure("chatd cannot start", failure)
@@ -223,6 +225,10 @@ def makeService(options: Options) -> ChatService:  # noqa: N802 (twistd hook)
     from twisted.internet import reactor
 
     config = options["parsed"]
+    try:
+        serverFromString(reactor, config.server.endpoint)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise SystemExit(f"chatd: server.endpoint: {error}") from None
     if config.database.backend == "sqlite":
         folder = os.path.dirname(os.path.abspath(config.database.path))
         if not os.access(folder, os.W_OK):

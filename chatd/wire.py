@@ -16,6 +16,7 @@ import msgspec
 from chatd.errors import ChatError, ErrorCode, bad_request
 
 _MAX_INT = 2**63 - 1
+_MAX_ID_LENGTH = 128
 
 #: A server-assigned id: a positive 64-bit integer.
 Id = Annotated[int, msgspec.Meta(ge=1, le=_MAX_INT)]
@@ -226,6 +227,8 @@ def echo_of(payload: bytes) -> tuple[Any, str | None]:
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         request_id = None
     elif isinstance(request_id, int) and abs(request_id) > _MAX_INT:
+        request_id = None
+    elif isinstance(request_id, str) and len(request_id) > _MAX_ID_LENGTH:
         request_id = None
     # The action may be any JSON value, a list or an object included: only
     # a string can be looked up (an unhashable one raised TypeError).

@@ -44,6 +44,7 @@ class ConfigTests(unittest.TestCase):
             "[sever]\nendpoint = tcp:1\n": "sever: unknown section",
             "[security]\nbcrypt_cost = twelve\n": "security.bcrypt_cost:",
             "[security]\nbcrypt_cost = 2\n": "security.bcrypt_cost: must be at least",
+            "[security]\nbcrypt_cost = 32\n": "security.bcrypt_cost: must be at most 31",
             "[database]\nbackend = mysql\n": "database.backend: must be one of",
             "[presence]\nonline_users = some\n": "presence.online_users: must be",
             "[security]\nusername_min_length = 40\n": "security.username_min_length",

@@ -6,7 +6,6 @@ import socket
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
-from twisted.python import usage
 from twisted.trial import unittest
 
 from chatd import tap
@@ -49,14 +48,16 @@ class PluginTests(unittest.TestCase):
         self.assertEqual(tap.bcrypt_threads(3), 3)
 
     def test_bad_config_is_a_usage_error(self):
-        """A wrong value stops option parsing with section.key named."""
+        """A wrong value stops option parsing with one line naming
+        section.key (and no usage summary)."""
         path = self.mktemp()
         with open(path, "w") as ini:
             ini.write("[security]\nbcrypt_cost = lots\n")
         options = tap.Options()
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             options.parseOptions(["--config", path])
         self.assertIn("security.bcrypt_cost", str(caught.exception))
+        self.assertNotIn("\n", str(caught.exception))
 
 
 class DaemonProcessTests(unittest.TestCase):
@@ -83,6 +84,21 @@ class DaemonProcessTests(unittest.TestCase):
         ]
         self.assertEqual(len(lines), 1, output)
         self.assertIn("unknown option", lines[0])
+        self.assertEqual(output.strip().splitlines(), lines, "only that line")
+
+    def test_bad_endpoint_exits_nonzero_with_one_line(self):
+        """An endpoint string Twisted cannot read stops start-up with one
+        line naming server.endpoint, before any database is opened."""
+        for endpoint in ("tpc:8766", "tcp:8767:interfac=127.0.0.1"):
+            folder = self.folder()
+            with open(f"{folder}/bad.ini", "w") as ini:
+                ini.write(f"[server]\nendpoint = {endpoint}\n")
+            result = run_twistd(folder, "--config", "bad.ini")
+            self.assertNotEqual(result.returncode, 0)
+            lines = (result.stdout + result.stderr).strip().splitlines()
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn("server.endpoint", lines[0])
+            self.assertFalse(os.path.exists(f"{folder}/chatd.sqlite3"))
 
     async def test_unreachable_database_exits_nonzero(self):
         """A PostgreSQL that cannot be reached stops the daemon with one

@@ -85,6 +85,12 @@ class DecodeTests(unittest.TestCase):
         self.assertEqual(failure.error.field, "id")
         self.assertIsNone(failure.request_id)
 
+    def test_overlong_string_id_is_not_echoed(self):
+        """A string id past 128 characters is refused and not echoed."""
+        failure = self.failure(b'{"action": "ping", "id": "' + b"i" * 129 + b'"}')
+        self.assertEqual(failure.error.field, "id")
+        self.assertIsNone(failure.request_id)
+
     def test_every_action_has_a_struct(self):
         """The action names are exactly the documented ones."""
         self.assertIn("send_message", wire.ACTIONS)

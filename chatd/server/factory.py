@@ -23,7 +23,7 @@ class ChatServerFactory(WebSocketServerFactory):
     protocol = ChatServerProtocol
 
     def __init__(self, router, config: Config, reactor):
-        super().__init__(reactor=reactor)
+        super().__init__(reactor=reactor, server="chatd")
         self.router = router
         self.config = config
         #: Every open connection, logged in or not.
@@ -43,6 +43,9 @@ class ChatServerFactory(WebSocketServerFactory):
             # Send a close frame with the reason before dropping a client that
             # broke the protocol (bad UTF-8, oversized frame).
             failByDrop=False,
+            # A plain GET on /ws gets a refusal, not Autobahn's status page
+            # announcing its version.
+            webStatus=False,
         )
         # Origin is checked by chatd (chatd.server.origins) in onConnect, so
         # Autobahn's own check must let every origin, "null" too, through.

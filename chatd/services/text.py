@@ -12,7 +12,9 @@ from chatd.errors import ChatError, ErrorCode, bad_request
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.\-]+")
 # Unicode category Cc (C0, DEL, C1) and unpaired surrogates.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# In names, also the bidirectional overrides and isolates, which can make a
+# displayed name read as another (U+202A-U+202E, U+2066-U+2069).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 _CONTROL_BUT_WHITESPACE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]"
 )

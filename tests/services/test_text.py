@@ -66,7 +66,15 @@ class TextTests(unittest.TestCase):
         self.assert_refused(
             ErrorCode.TOO_LARGE, "name", check_name, "x" * 65, "name", 64
         )
-        for bad in ("a\x00b", "a\nb", "a\x7fb", "a\x85b", "a\ud800b"):
+        for bad in (
+            "a\x00b",
+            "a\nb",
+            "a\x7fb",
+            "a\x85b",
+            "a\ud800b",
+            "\u202eevil",
+            "a\u2066b",
+        ):
             self.assert_refused(
                 ErrorCode.BAD_REQUEST, "nickname", check_name, bad, "nickname", 64
             )
