@@ -175,6 +175,8 @@ class ChatService(service.Service):
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
         if self.reactor.running:
+            # FIXME: os._exit skips twistd's pidfile removal, so a failed start
+            # without -n leaves twistd.pid behind (and its parent exited 0).
             self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()
 
