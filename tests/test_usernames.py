@@ -8,7 +8,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from chatd.services.text import username_key
-from chatd.storage import store
+from chatd.storage import sql, store, writes
 from tests.support import ChatTestCase
 
 LOOK_ALIKES = (
@@ -97,9 +97,9 @@ class PostgresLookAlikeTests(LookAlikeTestsMixin, ChatTestCase):
     backend = "postgres"
 
 
-#: What an f-string in chatd/storage/store.py may interpolate: the column
+#: What an f-string in chatd's storage modules may interpolate: the column
 #: lists and the placeholder builder. Values never reach SQL text.
-_COLUMN_LISTS = {"_USER", "_MESSAGE", "_MESSAGE_FROM", "_REQUEST", "_GROUP"}
+_COLUMN_LISTS = {"USER", "MESSAGE", "MESSAGE_FROM", "REQUEST", "GROUP"}
 #: Functions whose f-strings build values (conversation keys), not SQL.
 _VALUE_BUILDERS = {"private_conversation", "group_conversation"}
 
@@ -107,38 +107,38 @@ _VALUE_BUILDERS = {"private_conversation", "group_conversation"}
 class SqlParameterizedTests(unittest.TestCase):
     """SQL is built only from constants and placeholders."""
 
-    def test_store_interpolates_only_columns_and_placeholders(self):
-        """Every f-string in the store interpolates a column list or a
-        ``_marks`` placeholder list (or builds a conversation key value);
-        the one ``.format`` builds placeholder rows; no ``%`` formatting."""
-        tree = ast.parse(inspect.getsource(store))
-        value_nodes = set()
-        for function in ast.walk(tree):
-            if isinstance(function, ast.FunctionDef) and function.name in (
-                _VALUE_BUILDERS
-            ):
-                value_nodes |= {id(n) for n in ast.walk(function)}
-
+    def test_storage_interpolates_only_columns_and_placeholders(self):
+        """Every f-string in the storage modules interpolates a column list
+        or a ``marks`` placeholder list (or builds a conversation key
+        value); nothing is formatted with ``.format`` or ``%``."""
         checked = 0
-        for node in ast.walk(tree):
-            if isinstance(node, ast.JoinedStr) and id(node) not in value_nodes:
-                for part in node.values:
-                    if not isinstance(part, ast.FormattedValue):
-                        continue
-                    value = part.value
-                    ok = (
-                        isinstance(value, ast.Name) and value.id in _COLUMN_LISTS
-                    ) or (
-                        isinstance(value, ast.Call)
-                        and isinstance(value.func, ast.Name)
-                        and value.func.id == "_marks"
-                    )
-                    self.assertTrue(ok, f"line {node.lineno}: {ast.unparse(value)}")
-                    checked += 1
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                if node.func.attr == "format":
-                    self.assertEqual(ast.unparse(node.func.value), "_PG_WRITE")
-                    self.assertIn("_PG_WRITE_ROW", ast.unparse(node))
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
-                self.fail(f"line {node.lineno}: % formatting")
+        for module in (store, writes, sql):
+            tree = ast.parse(inspect.getsource(module))
+            value_nodes = set()
+            for function in ast.walk(tree):
+                if isinstance(function, ast.FunctionDef) and function.name in (
+                    _VALUE_BUILDERS
+                ):
+                    value_nodes |= {id(n) for n in ast.walk(function)}
+
+            for node in ast.walk(tree):
+                if isinstance(node, ast.JoinedStr) and id(node) not in value_nodes:
+                    for part in node.values:
+                        if not isinstance(part, ast.FormattedValue):
+                            continue
+                        value = part.value
+                        ok = (
+                            isinstance(value, ast.Name) and value.id in _COLUMN_LISTS
+                        ) or (
+                            isinstance(value, ast.Call)
+                            and isinstance(value.func, ast.Name)
+                            and value.func.id == "marks"
+                        )
+                        where = f"{module.__name__} line {node.lineno}"
+                        self.assertTrue(ok, f"{where}: {ast.unparse(value)}")
+                        checked += 1
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    self.assertNotEqual(node.func.attr, "format", module.__name__)
+                if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+                    self.fail(f"{module.__name__} line {node.lineno}: % formatting")
         self.assertGreater(checked, 20)

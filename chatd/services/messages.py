@@ -12,7 +12,8 @@ from chatd.errors import ChatError, ErrorCode, bad_request
 from chatd.services.hub import Hub
 from chatd.services.text import check_content
 from chatd.storage.records import MessageRecord, NewMessage, UserRecord
-from chatd.storage.store import Store, group_conversation, private_conversation
+from chatd.storage.sql import group_conversation, private_conversation
+from chatd.storage.store import Store
 from chatd.storage.writer import MessageWriter
 from chatd.views import MessageView, message_view
 

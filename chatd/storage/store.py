@@ -22,49 +22,19 @@ from chatd.storage.records import (
     WriteResult,
 )
 from chatd.storage.schema import load_migrations, migrate
-
-_USER = "u.id, u.username, u.nickname, u.password_hash, u.created_at, u.delivered_up_to"
-_MESSAGE = (
-    "m.id, m.sender_id, u.username, u.nickname, m.to_user_id, m.group_id,"
-    " m.content, m.sent_at, m.client_msg_id"
+from chatd.storage.sql import (
+    GROUP,
+    MESSAGE_FROM,
+    REQUEST,
+    USER,
+    marks,
+    message_row,
+    request_row,
+    user_row,
 )
-_MESSAGE_FROM = f"SELECT {_MESSAGE} FROM messages m JOIN users u ON u.id = m.sender_id"
-_REQUEST = "id, from_id, to_id, status, created_at"
-_GROUP = "g.id, g.name, g.owner_id, g.created_at"
+from chatd.storage.writes import write_in_one_statement, write_script
+
 _MAX_ID = 2**63 - 1
-
-
-def _user(row: tuple) -> UserRecord:
-    """Build a user record from a row of ``_USER``."""
-    return UserRecord(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
-
-
-def _message(row: tuple) -> MessageRecord:
-    """Build a message record from a row of ``_MESSAGE``."""
-    return MessageRecord(*row)
-
-
-def _request(row: tuple) -> FriendRequestRecord:
-    """Build a friend request record from a row of ``_REQUEST``."""
-    return FriendRequestRecord(*row)
-
-
-def _marks(count: int, width: int = 1) -> str:
-    """Placeholders for ``count`` values, or rows of ``width`` values."""
-    if width == 1:
-        return ", ".join("?" * count)
-    row = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([row] * count)
-
-
-def private_conversation(a: int, b: int) -> str:
-    """The conversation key of the private chat between two users."""
-    return f"p:{min(a, b)}:{max(a, b)}"
-
-
-def group_conversation(group_id: int) -> str:
-    """The conversation key of a group chat."""
-    return f"g:{group_id}"
 
 
 class Store:
@@ -116,7 +86,7 @@ class Store:
         """
         if self.dialect == "postgres":
             ids = sorted(set(ids))
-            sql = f"SELECT id FROM users WHERE id IN ({_marks(len(ids))}) ORDER BY id"
+            sql = f"SELECT id FROM users WHERE id IN ({marks(len(ids))}) ORDER BY id"
             yield Statement(sql + " FOR UPDATE", ids)
 
     # Users
@@ -153,7 +123,7 @@ class Store:
             """,
             (username, username_key, nickname, password_hash, now),
         )
-        return _user(rows[0]) if rows else None
+        return user_row(rows[0]) if rows else None
 
     async def user_by_key(self, username_key: str) -> UserRecord | None:
         """Find an account by its normalised username."""
@@ -162,9 +132,9 @@ class Store:
     @staticmethod
     def _user_by_key(username_key: str) -> Script:
         rows = yield Statement(
-            f"SELECT {_USER} FROM users u WHERE u.username_key = ?", (username_key,)
+            f"SELECT {USER} FROM users u WHERE u.username_key = ?", (username_key,)
         )
-        return _user(rows[0]) if rows else None
+        return user_row(rows[0]) if rows else None
 
     async def users_by_ids(self, ids: Iterable[int]) -> dict[int, UserRecord]:
         """Find accounts by id; missing ids are left out."""
@@ -176,9 +146,9 @@ class Store:
     @staticmethod
     def _users_by_ids(ids: list[int]) -> Script:
         rows = yield Statement(
-            f"SELECT {_USER} FROM users u WHERE u.id IN ({_marks(len(ids))})", ids
+            f"SELECT {USER} FROM users u WHERE u.id IN ({marks(len(ids))})", ids
         )
-        return {row[0]: _user(row) for row in rows}
+        return {row[0]: user_row(row) for row in rows}
 
     async def user_by_id(self, user_id: int) -> UserRecord | None:
         """Find an account by id."""
@@ -193,10 +163,8 @@ class Store:
         yield Statement(
             "UPDATE users SET nickname = ? WHERE id = ?", (nickname, user_id)
         )
-        rows = yield Statement(
-            f"SELECT {_USER} FROM users u WHERE u.id = ?", (user_id,)
-        )
-        return _user(rows[0])
+        rows = yield Statement(f"SELECT {USER} FROM users u WHERE u.id = ?", (user_id,))
+        return user_row(rows[0])
 
     async def set_password(
         self, user_id: int, password_hash: bytes, keep_session: bytes | None
@@ -278,12 +246,12 @@ class Store:
     def _user_for_session(token_hash: bytes, now: int) -> Script:
         rows = yield Statement(
             f"""
-            SELECT {_USER} FROM sessions s JOIN users u ON u.id = s.user_id
+            SELECT {USER} FROM sessions s JOIN users u ON u.id = s.user_id
             WHERE s.token_hash = ? AND s.expires_at > ?
             """,
             (token_hash, now),
         )
-        return _user(rows[0]) if rows else None
+        return user_row(rows[0]) if rows else None
 
     async def delete_session(self, token_hash: bytes) -> None:
         """Revoke a session token."""
@@ -303,12 +271,12 @@ class Store:
     def _friends_of(user_id: int) -> Script:
         rows = yield Statement(
             f"""
-            SELECT {_USER} FROM friendships f JOIN users u ON u.id = f.friend_id
+            SELECT {USER} FROM friendships f JOIN users u ON u.id = f.friend_id
             WHERE f.user_id = ? ORDER BY u.id
             """,
             (user_id,),
         )
-        return [_user(row) for row in rows]
+        return [user_row(row) for row in rows]
 
     async def are_friends(self, a: int, b: int) -> bool:
         """Answer whether two users are friends."""
@@ -348,14 +316,14 @@ class Store:
 
         rows = yield Statement(
             f"""
-            SELECT {_REQUEST} FROM friend_requests
+            SELECT {REQUEST} FROM friend_requests
             WHERE status = 'pending'
               AND ((from_id = ? AND to_id = ?) OR (from_id = ? AND to_id = ?))
             ORDER BY id
             """,
             (from_id, to_id, to_id, from_id),
         )
-        requests = [_request(row) for row in rows]
+        requests = [request_row(row) for row in rows]
         for request in requests:
             if request.from_id == from_id:
                 return "exists", request
@@ -368,11 +336,11 @@ class Store:
             f"""
             INSERT INTO friend_requests (from_id, to_id, status, created_at)
             VALUES (?, ?, 'pending', ?)
-            RETURNING {_REQUEST}
+            RETURNING {REQUEST}
             """,
             (from_id, to_id, now),
         )
-        return "created", _request(rows[0])
+        return "created", request_row(rows[0])
 
     @staticmethod
     def _settle_request(request: FriendRequestRecord, accept: bool, now: int):
@@ -416,11 +384,11 @@ class Store:
 
     def _answer_friend_request(self, request_id, user_id, accept, now) -> Script:
         rows = yield Statement(
-            f"SELECT {_REQUEST} FROM friend_requests WHERE id = ?", (request_id,)
+            f"SELECT {REQUEST} FROM friend_requests WHERE id = ?", (request_id,)
         )
         if not rows:
             return "not_found", None
-        request = _request(rows[0])
+        request = request_row(rows[0])
         if user_id not in (request.from_id, request.to_id):
             return "not_found", None
         if request.to_id != user_id:
@@ -428,9 +396,9 @@ class Store:
 
         yield from self._lock_users([request.from_id, request.to_id])
         rows = yield Statement(
-            f"SELECT {_REQUEST} FROM friend_requests WHERE id = ?", (request_id,)
+            f"SELECT {REQUEST} FROM friend_requests WHERE id = ?", (request_id,)
         )
-        request = _request(rows[0])
+        request = request_row(rows[0])
         if request.status != "pending":
             return "answered", request
 
@@ -447,13 +415,13 @@ class Store:
     def _pending_requests(user_id: int) -> Script:
         rows = yield Statement(
             f"""
-            SELECT {_REQUEST} FROM friend_requests
+            SELECT {REQUEST} FROM friend_requests
             WHERE status = 'pending' AND (to_id = ? OR from_id = ?)
             ORDER BY id
             """,
             (user_id, user_id),
         )
-        requests = [_request(row) for row in rows]
+        requests = [request_row(row) for row in rows]
         incoming = [r for r in requests if r.to_id == user_id]
         outgoing = [r for r in requests if r.from_id == user_id]
         return incoming, outgoing
@@ -504,7 +472,7 @@ class Store:
         yield Statement(
             f"""
             INSERT INTO group_members (group_id, user_id, joined_at, joined_after_id)
-            VALUES {_marks(len(members), 4)}
+            VALUES {marks(len(members), 4)}
             """,
             params,
         )
@@ -517,7 +485,7 @@ class Store:
     @staticmethod
     def _group_by_id(group_id: int) -> Script:
         rows = yield Statement(
-            f"SELECT {_GROUP} FROM chat_groups g WHERE g.id = ?", (group_id,)
+            f"SELECT {GROUP} FROM chat_groups g WHERE g.id = ?", (group_id,)
         )
         return GroupRecord(*rows[0]) if rows else None
 
@@ -531,7 +499,7 @@ class Store:
     def _groups_of(user_id: int) -> Script:
         rows = yield Statement(
             f"""
-            SELECT {_GROUP} FROM chat_groups g
+            SELECT {GROUP} FROM chat_groups g
             JOIN group_members gm ON gm.group_id = g.id
             WHERE gm.user_id = ? ORDER BY g.id
             """,
@@ -543,7 +511,7 @@ class Store:
 
         rows = yield Statement(
             f"""
-            SELECT gm.group_id, {_USER} FROM group_members gm
+            SELECT gm.group_id, {USER} FROM group_members gm
             JOIN users u ON u.id = gm.user_id
             WHERE gm.group_id IN (SELECT group_id FROM group_members WHERE user_id = ?)
             ORDER BY gm.group_id, u.id
@@ -552,7 +520,7 @@ class Store:
         )
         members: dict[int, list[UserRecord]] = {group.id: [] for group in groups}
         for row in rows:
-            members[row[0]].append(_user(row[1:]))
+            members[row[0]].append(user_row(row[1:]))
         return [(group, members[group.id]) for group in groups]
 
     async def group_members(self, group_id: int) -> list[UserRecord]:
@@ -563,12 +531,12 @@ class Store:
     def _group_members(group_id: int) -> Script:
         rows = yield Statement(
             f"""
-            SELECT {_USER} FROM group_members gm JOIN users u ON u.id = gm.user_id
+            SELECT {USER} FROM group_members gm JOIN users u ON u.id = gm.user_id
             WHERE gm.group_id = ? ORDER BY u.id
             """,
             (group_id,),
         )
-        return [_user(row) for row in rows]
+        return [user_row(row) for row in rows]
 
     async def is_member(self, group_id: int, user_id: int) -> bool:
         """Answer whether a user belongs to a group."""
@@ -609,172 +577,8 @@ class Store:
         ``client_msg_id`` its sender used before is not stored again.
         """
         if self.dialect == "postgres":
-            return await self._write_messages_in_one_statement(batch)
-        return await self._db.run("write_messages", self._write_messages, batch)
-
-    async def _write_messages_in_one_statement(
-        self, batch: list[NewMessage]
-    ) -> list[WriteResult]:
-        """The PostgreSQL write: checks, inserts and reads back in a single
-        statement (``_PG_WRITE``), so a batch costs one round trip and one
-        commit. The batch travels as one array per column, which keeps the
-        statement the same whatever the batch size. Ids are drawn in input
-        order from a sorted subquery, so a sender's messages keep the order
-        they were sent in; the statement's own INSERT is invisible to its
-        SELECT, so ``old`` finds only messages stored before (retries); its LIMIT
-        keeps PostgreSQL from turning that look-up into a scan of the whole
-        table."""
-        first_of: dict[tuple[int, str], int] = {}
-        fresh: list[int] = []
-        repeats: dict[int, int] = {}
-        for index, message in enumerate(batch):
-            key = (message.sender_id, message.client_msg_id)
-            if message.client_msg_id is not None and key in first_of:
-                repeats[index] = first_of[key]
-                continue
-            if message.client_msg_id is not None:
-                first_of[key] = index
-            fresh.append(index)
-
-        messages = [batch[index] for index in fresh]
-        columns = [
-            _int_array(fresh),
-            _text_array([_conversation_of(m) for m in messages]),
-            _int_array([m.sender_id for m in messages]),
-            _int_array([m.to_user_id for m in messages]),
-            _int_array([m.group_id for m in messages]),
-            _text_array([m.content for m in messages]),
-            _int_array([m.sent_at for m in messages]),
-            _text_array([m.client_msg_id for m in messages]),
-        ]
-        rows = await self._db.run_one("write_messages", Statement(_PG_WRITE, columns))
-
-        results: list[WriteResult | None] = [None] * len(batch)
-        members: dict[int, list[int]] = {}
-        for row in rows:
-            if row[9] is not None:
-                members[batch[row[0]].group_id] = row[9]
-        for row in rows:
-            index, allowed, inserted_id = row[0], row[1], row[2]
-            m = batch[index]
-            if not allowed:
-                results[index] = WriteResult(
-                    "not_friends" if m.to_user_id else "not_member"
-                )
-                continue
-            if m.group_id:
-                recipients = tuple(u for u in members[m.group_id] if u != m.sender_id)
-            else:
-                recipients = (m.to_user_id,)
-            if inserted_id is not None:
-                record = MessageRecord(
-                    inserted_id,
-                    m.sender_id,
-                    row[7],
-                    row[8],
-                    m.to_user_id,
-                    m.group_id,
-                    m.content,
-                    m.sent_at,
-                    m.client_msg_id,
-                )
-                results[index] = WriteResult("created", record, recipients)
-            else:
-                record = MessageRecord(
-                    row[3],
-                    m.sender_id,
-                    row[7],
-                    row[8],
-                    m.to_user_id,
-                    m.group_id,
-                    row[4],
-                    row[5],
-                    m.client_msg_id,
-                )
-                results[index] = WriteResult("duplicate", record, recipients)
-        for index, first in repeats.items():
-            earlier = results[first]
-            if earlier.outcome in ("created", "duplicate"):
-                earlier = WriteResult("duplicate", earlier.message, earlier.recipients)
-            results[index] = earlier
-        return results
-
-    @staticmethod
-    def _write_messages(batch: list[NewMessage]) -> Script:
-        friends: set[tuple[int, int]] = set()
-        pairs = sorted({(m.sender_id, m.to_user_id) for m in batch if m.to_user_id})
-        if pairs:
-            rows = yield Statement(
-                f"""
-                SELECT user_id, friend_id FROM friendships
-                WHERE (user_id, friend_id) IN (VALUES {_marks(len(pairs), 2)})
-                """,
-                [value for pair in pairs for value in pair],
-            )
-            friends = set(rows)
-
-        members: dict[int, list[int]] = {}
-        group_ids = sorted({m.group_id for m in batch if m.group_id})
-        if group_ids:
-            rows = yield Statement(
-                f"""
-                SELECT group_id, user_id FROM group_members
-                WHERE group_id IN ({_marks(len(group_ids))}) ORDER BY user_id
-                """,
-                group_ids,
-            )
-            for group_id, user_id in rows:
-                members.setdefault(group_id, []).append(user_id)
-
-        results: list[WriteResult | None] = [None] * len(batch)
-        accepted: list[int] = []
-        for index, message in enumerate(batch):
-            if message.to_user_id and (message.sender_id, message.to_user_id) not in (
-                friends
-            ):
-                results[index] = WriteResult("not_friends")
-            elif message.group_id and message.sender_id not in members.get(
-                message.group_id, ()
-            ):
-                results[index] = WriteResult("not_member")
-            else:
-                accepted.append(index)
-        if not accepted:
-            return results
-
-        rows = yield Statement(
-            f"SELECT id, username, nickname FROM users WHERE id IN "
-            f"({_marks(len({batch[i].sender_id for i in accepted}))})",
-            sorted({batch[i].sender_id for i in accepted}),
-        )
-        senders = {row[0]: row[1:] for row in rows}
-        created = yield from _insert_new(batch, accepted, senders)
-
-        for index in accepted:
-            message = batch[index]
-            record = created.get(index)
-            recipients: tuple[int, ...] = ()
-            if message.group_id:
-                recipients = tuple(
-                    u for u in members[message.group_id] if u != message.sender_id
-                )
-            elif message.to_user_id:
-                recipients = (message.to_user_id,)
-            if record is not None:
-                results[index] = WriteResult("created", record, recipients)
-            else:
-                results[index] = WriteResult("duplicate", None, recipients)
-
-        duplicates = [i for i in accepted if results[i].outcome == "duplicate"]
-        if duplicates:
-            stored = yield from _find_by_client_id(batch, duplicates)
-            for index in duplicates:
-                key = (batch[index].sender_id, batch[index].client_msg_id)
-                result = results[index]
-                results[index] = WriteResult(
-                    "duplicate", stored[key], result.recipients
-                )
-        return results
+            return await write_in_one_statement(self._db, batch)
+        return await self._db.run("write_messages", write_script, batch)
 
     async def history(
         self, conversation: str, before_id: int | None, limit: int
@@ -789,13 +593,13 @@ class Store:
     def _history(conversation: str, before_id: int, limit: int) -> Script:
         rows = yield Statement(
             f"""
-            {_MESSAGE_FROM}
+            {MESSAGE_FROM}
             WHERE m.conversation = ? AND m.id < ?
             ORDER BY m.id DESC LIMIT ?
             """,
             (conversation, before_id, limit),
         )
-        return [_message(row) for row in rows]
+        return [message_row(row) for row in rows]
 
     async def backlog(
         self, user_id: int, after_id: int, up_to: int, limit: int
@@ -811,7 +615,7 @@ class Store:
     def _backlog(user_id: int, after_id: int, up_to: int, limit: int) -> Script:
         private = yield Statement(
             f"""
-            {_MESSAGE_FROM}
+            {MESSAGE_FROM}
             WHERE m.to_user_id = ? AND m.id > ? AND m.id <= ?
             ORDER BY m.id LIMIT ?
             """,
@@ -819,7 +623,7 @@ class Store:
         )
         grouped = yield Statement(
             f"""
-            {_MESSAGE_FROM}
+            {MESSAGE_FROM}
             JOIN group_members gm ON gm.group_id = m.group_id AND gm.user_id = ?
             WHERE m.id > ? AND m.id <= ? AND m.id > gm.joined_after_id
               AND m.sender_id <> ?
@@ -828,7 +632,7 @@ class Store:
             (user_id, after_id, up_to, user_id, limit),
         )
         rows = sorted(private + grouped)[:limit]
-        return [_message(row) for row in rows]
+        return [message_row(row) for row in rows]
 
     async def last_message_id(self) -> int:
         """Return the highest message id committed so far (0 for none)."""
@@ -840,165 +644,8 @@ class Store:
         return rows[0][0]
 
 
-_PG_WRITE = """
-WITH input AS (
-    SELECT * FROM unnest(
-        ?::int[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::text[],
-        ?::bigint[], ?::text[]
-    ) AS input (idx, conversation, sender_id, to_user_id, group_id, content,
-                sent_at, client_msg_id)
-),
-allowed AS (
-    SELECT i.* FROM input i
-    WHERE (i.to_user_id IS NOT NULL AND EXISTS (
-               SELECT 1 FROM friendships f
-               WHERE f.user_id = i.sender_id AND f.friend_id = i.to_user_id))
-       OR (i.group_id IS NOT NULL AND EXISTS (
-               SELECT 1 FROM group_members gm
-               WHERE gm.group_id = i.group_id AND gm.user_id = i.sender_id))
-),
-numbered AS (
-    SELECT s.idx, nextval(pg_get_serial_sequence('messages', 'id')) AS id
-    FROM (SELECT idx FROM allowed ORDER BY idx) AS s
-),
-inserted AS (
-    INSERT INTO messages (id, conversation, sender_id, to_user_id, group_id,
-                          content, sent_at, client_msg_id)
-    SELECT n.id, a.conversation, a.sender_id, a.to_user_id, a.group_id,
-           a.content, a.sent_at, a.client_msg_id
-    FROM allowed a JOIN numbered n ON n.idx = a.idx
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING id
-)
-SELECT i.idx, a.idx IS NOT NULL, ins.id, old.id, old.content, old.sent_at,
-       NULL, u.username, u.nickname,
-       CASE WHEN i.group_id IS NOT NULL AND i.idx = (
-                SELECT MIN(i2.idx) FROM input i2 WHERE i2.group_id = i.group_id)
-            THEN ARRAY(SELECT gm.user_id FROM group_members gm
-                       WHERE gm.group_id = i.group_id ORDER BY gm.user_id)
-       END
-FROM input i
-LEFT JOIN users u ON u.id = i.sender_id
-LEFT JOIN allowed a ON a.idx = i.idx
-LEFT JOIN numbered n ON n.idx = i.idx
-LEFT JOIN inserted ins ON ins.id = n.id
-LEFT JOIN LATERAL (
-    SELECT m.id, m.content, m.sent_at FROM messages m
-    WHERE ins.id IS NULL AND a.idx IS NOT NULL
-      AND m.sender_id = i.sender_id AND m.client_msg_id = i.client_msg_id
-    LIMIT 1
-) AS old ON TRUE
-ORDER BY i.idx
-"""
-
-
-def _int_array(values: list[int | None]) -> str:
-    """A PostgreSQL array literal of integers (None as NULL).
-
-    Building the literal here costs a fraction of psycopg2 adapting each
-    element of a list on its own, and it travels as one parameter.
-    """
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
-
-
-def _text_array(values: list[str | None]) -> str:
-    """A PostgreSQL array literal of texts (None as NULL), every element
-    quoted, with backslashes and double quotes escaped."""
-    quoted = [
-        "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        for v in values
-    ]
-    return "{" + ",".join(quoted) + "}"
-
-
 def _with_status(request: FriendRequestRecord, status: str) -> FriendRequestRecord:
     """A copy of a request record with another status."""
     return FriendRequestRecord(
         request.id, request.from_id, request.to_id, status, request.created_at
     )
-
-
-def _conversation_of(message: NewMessage) -> str:
-    """The conversation key a new message belongs to."""
-    if message.group_id:
-        return group_conversation(message.group_id)
-    return private_conversation(message.sender_id, message.to_user_id)
-
-
-def _insert_new(batch, accepted, senders) -> Script:
-    """Insert the accepted messages not stored before; map index -> record.
-
-    One multi-row INSERT; a retry (same sender and client_msg_id as a stored
-    message, or as an earlier one in the batch) is skipped. Ids are given in
-    VALUES order, so the returned rows sorted by id line up with the rows
-    that were inserted.
-    """
-    seen: set[tuple[int, str]] = set()
-    fresh: list[int] = []
-    for index in accepted:
-        message = batch[index]
-        if message.client_msg_id is not None:
-            key = (message.sender_id, message.client_msg_id)
-            if key in seen:
-                continue
-            seen.add(key)
-        fresh.append(index)
-
-    params: list[Any] = []
-    for index in fresh:
-        m = batch[index]
-        params += [
-            _conversation_of(m),
-            m.sender_id,
-            m.to_user_id,
-            m.group_id,
-            m.content,
-            m.sent_at,
-            m.client_msg_id,
-        ]
-    rows = yield Statement(
-        f"""
-        INSERT INTO messages (conversation, sender_id, to_user_id, group_id,
-                              content, sent_at, client_msg_id)
-        VALUES {_marks(len(fresh), 7)}
-        ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-        RETURNING id, sender_id, client_msg_id
-        """,
-        params,
-    )
-    inserted_keys = {(row[1], row[2]) for row in rows if row[2] is not None}
-    inserted = [
-        i
-        for i in fresh
-        if batch[i].client_msg_id is None
-        or (batch[i].sender_id, batch[i].client_msg_id) in inserted_keys
-    ]
-    created = {}
-    for index, row in zip(inserted, sorted(rows), strict=True):
-        m = batch[index]
-        username, nickname = senders[m.sender_id]
-        created[index] = MessageRecord(
-            row[0],
-            m.sender_id,
-            username,
-            nickname,
-            m.to_user_id,
-            m.group_id,
-            m.content,
-            m.sent_at,
-            m.client_msg_id,
-        )
-    return created
-
-
-def _find_by_client_id(batch, indexes) -> Script:
-    """Read the stored messages that retries in the batch refer to."""
-    keys = sorted({(batch[i].sender_id, batch[i].client_msg_id) for i in indexes})
-    rows = yield Statement(
-        f"""
-        {_MESSAGE_FROM}
-        WHERE (m.sender_id, m.client_msg_id) IN (VALUES {_marks(len(keys), 2)})
-        """,
-        [value for key in keys for value in key],
-    )
-    return {(row[1], row[8]): _message(row) for row in rows}

@@ -3,7 +3,7 @@
 from twisted.trial import unittest
 
 from chatd.storage.records import NewMessage
-from chatd.storage.store import private_conversation
+from chatd.storage.sql import private_conversation
 from tests.support import make_store
 
 NOW = 1_780_000_000_000
