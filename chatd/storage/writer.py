@@ -14,6 +14,8 @@ from chatd.storage.records import NewMessage, WriteResult
 from chatd.storage.store import Store
 
 
+# FIXME: one writer per process; several nodes on one PostgreSQL would each
+# have one, and need a database-side lock to keep ids in commit order.
 class MessageWriter:
     """Queue messages and write them in batches, one batch at a time.
 
