@@ -334,6 +334,16 @@ async def setup_users(
     return public_accounts(registered), group_id
 
 
+def measure_targets(ctx: "Context", measure) -> dict:
+    """Run ``measure(ctx, target, workdir)`` for every target of the run, in
+    one working directory, and collect the figures by target name."""
+    figures = {}
+    with servers.workdir(ctx.keep_logs) as work:
+        for target in ctx.targets:
+            figures[target] = measure(ctx, target, work)
+    return figures
+
+
 def run_setup(coroutine):
     """Run a set-up coroutine on a fresh event loop in this process.
 

@@ -61,10 +61,7 @@ def run(ctx: common.Context) -> dict:
     Returns:
         The scenario's JSON line.
     """
-    figures = {}
-    with servers.workdir(ctx.keep_logs) as work:
-        for target in ctx.targets:
-            figures[target] = _measure(ctx, target, work)
+    figures = common.measure_targets(ctx, _measure)
 
     ratios, targets = {}, {}
     chatd, relay = figures.get("chatd"), figures.get("relay")
