@@ -1,4 +1,7 @@
-"""Requests to handlers: decode, check login, call a service, build a reply.
+"""Requests to handlers: check login, call a service, build a reply.
+
+The connection (chatd.server.protocol) decodes frames and refuses the ones
+that cannot be decoded; the router gets decoded requests.
 
 This is the one place where exceptions become error replies: a ``ChatError``
 is answered with its code; a lost database with ``unavailable``; anything
@@ -87,14 +90,6 @@ class Router:
             wire.GetOnlineUsers: self._get_online_users,
             wire.Ping: self._ping,
         }
-
-    async def handle(self, connection, payload: bytes) -> bytes:
-        """Answer one frame with exactly one encoded reply."""
-        try:
-            request = wire.decode_request(payload)
-        except wire.DecodeFailure as failure:
-            return wire.reply_error(failure.request_id, failure.action, failure.error)
-        return await self.dispatch(connection, request)
 
     async def dispatch(self, connection, request: wire.Request) -> bytes:
         """Answer one decoded request with exactly one encoded reply."""
